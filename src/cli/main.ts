@@ -1,0 +1,34 @@
+import { Command, CommanderError } from 'commander';
+import { registerDemo } from './demo.ts';
+import { registerStack } from './stack.ts';
+import { CliError } from './errors.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('txstream')
+    .description('Banking transactions and RPA job runs from Kafka into BigQuery, with schedules and alerts.')
+    .showHelpAfterError()
+    .exitOverride();
+  registerStack(program);
+  registerDemo(program);
+  return program;
+}
+
+/** Runs the CLI and returns the process exit code; expected failures print one clear message. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof CliError) {
+      process.stderr.write(`txstream: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`txstream: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv);
+}
