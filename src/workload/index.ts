@@ -1,0 +1,52 @@
+export {
+  createGenerator,
+  centsToDecimal,
+  type BackfillOptions,
+  type DailyVolume,
+  type GeneratorOptions,
+  type JobExecutionWindow,
+  type TransactionStreamOptions,
+  type WorkloadGenerator,
+} from './generator.ts';
+export {
+  planAnomalies,
+  resolveAnomalies,
+  groundTruthOf,
+  type AnomalyKind,
+  type AnomalySpec,
+  type FailureBurstSpec,
+  type GroundTruth,
+  type GroundTruthAnomaly,
+  type LatencySpikeSpec,
+  type PlanAnomaliesOptions,
+  type TimeInput,
+  type VolumeAnomalySpec,
+} from './anomalies.ts';
+export {
+  abaRoutingNumber,
+  cronFor,
+  defaultModel,
+  isValidAbaRoutingNumber,
+  SEASONALITY_PROFILES,
+  validateModel,
+  type AmountModel,
+  type Categorical,
+  type JobProfile,
+  type MetadataField,
+  type NetworkProfile,
+  type SeasonalityProfile,
+  type StatusMix,
+  type WorkloadModel,
+} from './model.ts';
+export {
+  createRng,
+  createWeightedSampler,
+  createZipfSampler,
+  logFactorial,
+  uuidFrom,
+  weightedChoice,
+  type Rng,
+  type Seed,
+  type WeightedSampler,
+} from './rng.ts';
+export { dateToMicros, microsToDate, microsToIso } from './time.ts';
