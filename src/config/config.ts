@@ -1,0 +1,216 @@
+import fs from 'node:fs';
+import { z } from 'zod';
+import { readEndpoints } from '../stack/stack.ts';
+import { loadStackSettings } from '../stack/settings.ts';
+
+// The one declared configuration of txstream: every setting, its env variable, its default, validated
+// once at start-up (all problems reported together) and frozen. The seed's names are kept
+// (ENABLE_BQ_STREAMING, BQ_STREAMING_BATCH_SIZE, BQ_STREAMING_INTERVAL_MS, GCP_PROJECT_ID, GCP_KEY_FILE).
+// Secrets may be given inline or as <NAME>_FILE pointing to a file (Docker/Kubernetes secrets).
+
+/** BigQuery dataset/table ids: letters, digits, underscores; at most 1024 chars; they go into SQL. */
+export const SQL_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,1023}$/;
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const list = z
+  .string()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.string().regex(/^[^\s:]+:\d{1,5}$/, 'each broker must be host:port')).min(1));
+
+const schema = z.object({
+  KAFKA_BROKERS: list.optional(),
+  KAFKA_CLIENT_ID: z.string().min(1).default('txstream'),
+  KAFKA_SSL: bool.default(false),
+  KAFKA_SSL_CA_FILE: z.string().min(1).optional(),
+  KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']).optional(),
+  KAFKA_SASL_USERNAME: z.string().min(1).optional(),
+  KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
+  SCHEMA_REGISTRY_URL: z.url().optional(),
+  SCHEMA_REGISTRY_USERNAME: z.string().min(1).optional(),
+  SCHEMA_REGISTRY_PASSWORD: z.string().min(1).optional(),
+  GCP_PROJECT_ID: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'must be a GCP project id')
+    .optional(),
+  GCP_KEY_FILE: z.string().min(1).optional(),
+  BQ_API_ENDPOINT: z.url().optional(),
+  BQ_DATASET: z
+    .string()
+    .regex(SQL_IDENTIFIER, 'must be a BigQuery dataset id (letters, digits, _)')
+    .default('rpa_warehouse'),
+  BQ_LOCATION: z.string().min(1).default('US'),
+  ENABLE_BQ_STREAMING: bool.default(true),
+  BQ_STREAMING_BATCH_SIZE: int(1, 50_000).default(500),
+  BQ_STREAMING_INTERVAL_MS: int(1, 600_000).default(1000),
+  TOPIC_PARTITIONS: int(1, 10_000).default(6),
+  TOPIC_REPLICATION_FACTOR: int(1, 32).default(1),
+  TOPIC_RETENTION_MS: int(60_000, Number.MAX_SAFE_INTEGER).default(7 * 86_400_000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type RawConfig = z.infer<typeof schema>;
+
+export interface Config {
+  kafka: {
+    brokers: string[];
+    clientId: string;
+    ssl: boolean;
+    sslCaFile?: string;
+    sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+  };
+  registry: { url: string; username?: string; password?: string };
+  bigquery: { projectId: string; apiEndpoint?: string; keyFile?: string; dataset: string; location: string };
+  streaming: { enabled: boolean; batchSize: number; intervalMs: number };
+  topics: { partitions: number; replicationFactor: number; retentionMs: number };
+  logLevel: RawConfig['LOG_LEVEL'];
+}
+
+const SECRETS = ['KAFKA_SASL_PASSWORD', 'SCHEMA_REGISTRY_PASSWORD'] as const;
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Resolves NAME_FILE into NAME for secrets, so a secret never has to sit in the environment. */
+function withSecretFiles(env: NodeJS.ProcessEnv, problems: string[]): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const name of SECRETS) {
+    const file = env[`${name}_FILE`];
+    if (!file) continue;
+    if (env[name]) problems.push(`${name} and ${name}_FILE are both set; keep one`);
+    try {
+      out[name] = fs.readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code})`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Builds the configuration from the environment. Endpoints not given fall back to the local stack's
+ * endpoints.json when `txstream stack up` has written one, so commands work on a dev machine with no
+ * setup; in production set them explicitly.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const problems: string[] = [];
+  const parsed = schema.safeParse(withSecretFiles(env, problems));
+  if (!parsed.success) {
+    for (const i of parsed.error.issues) problems.push(`${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(problems);
+  }
+  const v = parsed.data;
+  let local: ReturnType<typeof readEndpoints>;
+  if (!v.KAFKA_BROKERS || !v.SCHEMA_REGISTRY_URL || !v.GCP_PROJECT_ID) {
+    try {
+      local = readEndpoints(loadStackSettings(env));
+    } catch {
+      local = undefined;
+    }
+  }
+  const brokers = v.KAFKA_BROKERS ?? local?.kafkaBrokers.split(',');
+  const registryUrl = v.SCHEMA_REGISTRY_URL ?? local?.schemaRegistryUrl;
+  const projectId = v.GCP_PROJECT_ID ?? local?.bqProjectId;
+  const apiEndpoint = v.BQ_API_ENDPOINT ?? (v.GCP_PROJECT_ID ? undefined : local?.bqApiEndpoint);
+  if (!brokers) problems.push('KAFKA_BROKERS: required (or run `npx txstream stack up` for a local stack)');
+  if (!registryUrl) problems.push('SCHEMA_REGISTRY_URL: required (or run `npx txstream stack up`)');
+  if (!projectId) problems.push('GCP_PROJECT_ID: required (or run `npx txstream stack up`)');
+  if (v.KAFKA_SASL_MECHANISM && (!v.KAFKA_SASL_USERNAME || !v.KAFKA_SASL_PASSWORD))
+    problems.push(
+      'KAFKA_SASL_MECHANISM is set: KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD(_FILE) are required',
+    );
+  if (Boolean(v.SCHEMA_REGISTRY_USERNAME) !== Boolean(v.SCHEMA_REGISTRY_PASSWORD))
+    problems.push('SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD(_FILE) go together');
+  if (v.GCP_KEY_FILE && !fs.existsSync(v.GCP_KEY_FILE))
+    problems.push(`GCP_KEY_FILE: ${v.GCP_KEY_FILE} does not exist`);
+  if (v.KAFKA_SSL_CA_FILE && !fs.existsSync(v.KAFKA_SSL_CA_FILE))
+    problems.push(`KAFKA_SSL_CA_FILE: ${v.KAFKA_SSL_CA_FILE} does not exist`);
+  if (problems.length) throw new ConfigError(problems);
+
+  const config: Config = {
+    kafka: {
+      brokers: brokers!,
+      clientId: v.KAFKA_CLIENT_ID,
+      ssl: v.KAFKA_SSL,
+      ...(v.KAFKA_SSL_CA_FILE ? { sslCaFile: v.KAFKA_SSL_CA_FILE } : {}),
+      ...(v.KAFKA_SASL_MECHANISM
+        ? {
+            sasl: {
+              mechanism: v.KAFKA_SASL_MECHANISM,
+              username: v.KAFKA_SASL_USERNAME!,
+              password: v.KAFKA_SASL_PASSWORD!,
+            },
+          }
+        : {}),
+    },
+    registry: {
+      url: registryUrl!,
+      ...(v.SCHEMA_REGISTRY_USERNAME
+        ? { username: v.SCHEMA_REGISTRY_USERNAME, password: v.SCHEMA_REGISTRY_PASSWORD! }
+        : {}),
+    },
+    bigquery: {
+      projectId: projectId!,
+      ...(apiEndpoint ? { apiEndpoint } : {}),
+      ...(v.GCP_KEY_FILE ? { keyFile: v.GCP_KEY_FILE } : {}),
+      dataset: v.BQ_DATASET,
+      location: v.BQ_LOCATION,
+    },
+    streaming: {
+      enabled: v.ENABLE_BQ_STREAMING,
+      batchSize: v.BQ_STREAMING_BATCH_SIZE,
+      intervalMs: v.BQ_STREAMING_INTERVAL_MS,
+    },
+    topics: {
+      partitions: v.TOPIC_PARTITIONS,
+      replicationFactor: v.TOPIC_REPLICATION_FACTOR,
+      retentionMs: v.TOPIC_RETENTION_MS,
+    },
+    logLevel: v.LOG_LEVEL,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): Readonly<T> {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** A copy safe to log or print: secrets replaced, URLs stripped of embedded credentials. */
+export function redactConfig(c: Readonly<Config>): unknown {
+  const stripUrl = (u: string) => {
+    try {
+      const url = new URL(u);
+      if (url.username || url.password) {
+        url.username = '***';
+        url.password = '***';
+      }
+      return url.toString();
+    } catch {
+      return u;
+    }
+  };
+  return {
+    ...c,
+    kafka: { ...c.kafka, ...(c.kafka.sasl ? { sasl: { ...c.kafka.sasl, password: '***' } } : {}) },
+    registry: {
+      ...c.registry,
+      url: stripUrl(c.registry.url),
+      ...(c.registry.password ? { password: '***' } : {}),
+    },
+  };
+}
