@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createGenerator } from '../src/workload/index.ts';
+
+// `npm run bench`: benchmarks live outside `npm test`, because a number only means something next
+// to its machine and a reference measured in the same run. Each case prints one row and the run is
+// written to bench/results/<date>.json. The Kafka/BigQuery cases arrive with the issues that build
+// those paths; today the harness measures the workload generator that feeds all of them.
+
+interface Row {
+  name: string;
+  value: number;
+  unit: string;
+  detail?: string;
+}
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const rows: Row[] = [];
+
+function bestOf<T>(runs: number, fn: () => T): { ms: number; result: T } {
+  let best = Infinity;
+  let result!: T;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    result = fn();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return { ms: best, result };
+}
+
+{
+  const n = values.quick ? 200_000 : 1_000_000;
+  const g = createGenerator({
+    seed: 42,
+    startTime: new Date('2026-01-05T00:00:00Z'),
+    ratePerSecond: 500,
+    accounts: 100_000,
+  });
+  const { ms } = bestOf(3, () => {
+    let count = 0;
+    for (const _t of g.transactions({ count: n })) count++;
+    return count;
+  });
+  rows.push({
+    name: `workload: generate ${n.toLocaleString('en')} transactions`,
+    value: (n / ms) * 1000,
+    unit: 'records/s',
+    detail: `${ms.toFixed(0)} ms`,
+  });
+}
+{
+  const g = createGenerator({ seed: 42, startTime: new Date('2025-01-01T00:00:00Z'), ratePerSecond: 500 });
+  const { ms } = bestOf(3, () =>
+    g.backfillDailyVolume({ from: new Date('2025-01-01T00:00:00Z'), days: 400 }),
+  );
+  rows.push({ name: 'workload: backfill 400 days of daily volume', value: ms, unit: 'ms' });
+}
+
+const width = Math.max(...rows.map((r) => r.name.length));
+process.stdout.write(
+  `txstream bench (${values.quick ? 'quick' : 'full'}) on ${os.cpus().length} cores, node ${process.version}\n`,
+);
+for (const r of rows)
+  process.stdout.write(
+    `${r.name.padEnd(width)}  ${r.value.toLocaleString('en', { maximumFractionDigits: 1 }).padStart(14)} ${r.unit}${r.detail ? `  (${r.detail})` : ''}\n`,
+  );
+
+const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
+fs.mkdirSync(dir, { recursive: true });
+const file = path.join(dir, `${new Date().toISOString().slice(0, 10)}.json`);
+fs.writeFileSync(
+  file,
+  `${JSON.stringify({ at: new Date().toISOString(), quick: values.quick, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version }, rows }, null, 2)}\n`,
+);
+process.stdout.write(`written to ${path.relative(process.cwd(), file)}\n`);
