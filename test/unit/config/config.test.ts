@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig, redactConfig } from '../../../src/config/config.ts';
+
+// An isolated stack dir without endpoints.json, so nothing falls back to a developer's local stack.
+const noStack = { TXSTREAM_STACK_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-cfg-')) };
+const base = {
+  ...noStack,
+  KAFKA_BROKERS: 'k1:9092, k2:9092',
+  SCHEMA_REGISTRY_URL: 'http://registry:8081',
+  GCP_PROJECT_ID: 'bank-analytics',
+};
+
+test('seed names map onto the config with their defaults', () => {
+  const c = loadConfig({ ...base, ENABLE_BQ_STREAMING: 'false', BQ_STREAMING_BATCH_SIZE: '100' });
+  assert.deepEqual(c.kafka.brokers, ['k1:9092', 'k2:9092']);
+  assert.deepEqual(c.streaming, { enabled: false, batchSize: 100, intervalMs: 1000 });
+  assert.equal(c.bigquery.dataset, 'rpa_warehouse');
+  assert.equal(c.bigquery.apiEndpoint, undefined, 'a real project id does not pick up the emulator');
+  assert.ok(Object.isFrozen(c.kafka));
+});
+
+test('all problems are reported in one error', () => {
+  assert.throws(
+    () =>
+      loadConfig({
+        ...noStack,
+        KAFKA_BROKERS: 'no-port',
+        BQ_DATASET: 'rpa; DROP TABLE x',
+        BQ_STREAMING_BATCH_SIZE: '0',
+        ENABLE_BQ_STREAMING: 'yes',
+      }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      for (const name of ['KAFKA_BROKERS', 'BQ_DATASET', 'BQ_STREAMING_BATCH_SIZE', 'ENABLE_BQ_STREAMING'])
+        assert.ok(
+          err.problems.some((p) => p.startsWith(name)),
+          `${name} missing from ${err.problems.join(' | ')}`,
+        );
+      return true;
+    },
+  );
+});
+
+test('missing endpoints say how to get a local stack', () => {
+  assert.throws(() => loadConfig(noStack), /KAFKA_BROKERS: required \(or run `npx txstream stack up`/);
+});
+
+test('secrets come from _FILE variables and are redacted', () => {
+  const file = path.join(noStack.TXSTREAM_STACK_DIR, 'pw');
+  fs.writeFileSync(file, 's3cr3t-value\n');
+  const c = loadConfig({
+    ...base,
+    KAFKA_SASL_MECHANISM: 'scram-sha-512',
+    KAFKA_SASL_USERNAME: 'svc',
+    KAFKA_SASL_PASSWORD_FILE: file,
+    SCHEMA_REGISTRY_URL: 'https://user:hunter2@registry:8081',
+  });
+  assert.equal(c.kafka.sasl?.password, 's3cr3t-value');
+  const printed = JSON.stringify(redactConfig(c));
+  assert.doesNotMatch(printed, /s3cr3t-value|hunter2/);
+  assert.match(printed, /svc/);
+});
+
+test('a SASL mechanism without credentials is refused', () => {
+  assert.throws(() => loadConfig({ ...base, KAFKA_SASL_MECHANISM: 'plain' }), /KAFKA_SASL_USERNAME/);
+});
