@@ -1,7 +1,175 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import { DecimalStringType } from '../codec/decimal.ts';
+import type { BankingTransaction } from '../codec/records.ts';
+import { loadConfig } from '../config/config.ts';
+import { createKafka, kafkaConnection } from '../kafka/client.ts';
+import { loadStackSettings, PROJECT_ROOT } from '../stack/settings.ts';
+import { up } from '../stack/stack.ts';
+import { createBigQuery } from '../warehouse/client.ts';
+import { createGenerator } from '../workload/index.ts';
+import { asCliError } from './errors.ts';
+
+// `npm run demo`: one transaction travels producer → Kafka → registry-decoded → BigQuery emulator,
+// printing each hop. It grows into the whole pipeline as the consumer and schedules land.
+
+const TOPIC = 'banking.transactions.v1';
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('placeholder')
-    .action(() => undefined);
+    .description('start the local stack and send one transaction end to end')
+    .action(async () => {
+      try {
+        await runDemo();
+      } catch (err) {
+        throw asCliError(err);
+      }
+    });
+}
+
+async function runDemo(): Promise<void> {
+  say('1. local stack');
+  const endpoints = await up(loadStackSettings(), (l) => say(`   ${l.trim()}`));
+  const config = loadConfig({
+    ...process.env,
+    KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? endpoints.kafkaBrokers,
+    SCHEMA_REGISTRY_URL: process.env.SCHEMA_REGISTRY_URL ?? endpoints.schemaRegistryUrl,
+    GCP_PROJECT_ID: process.env.GCP_PROJECT_ID ?? endpoints.bqProjectId,
+    BQ_API_ENDPOINT: process.env.BQ_API_ENDPOINT ?? endpoints.bqApiEndpoint,
+  });
+
+  say(`2. topic ${TOPIC} and schema ${TOPIC}-value`);
+  const kafka = createKafka(kafkaConnection(config, 'demo'));
+  const admin = kafka.admin();
+  await admin.connect();
+  const created = await admin.createTopics({
+    topics: [
+      {
+        topic: TOPIC,
+        numPartitions: config.topics.partitions,
+        replicationFactor: config.topics.replicationFactor,
+      },
+    ],
+    waitForLeaders: true,
+  });
+  say(`   topic ${created ? 'created' : 'already there'}`);
+  const avroOptions = { [SchemaType.AVRO]: { logicalTypes: { decimal: DecimalStringType } } };
+  const registry = new SchemaRegistry({ host: config.registry.url }, avroOptions);
+  const schema = fs.readFileSync(path.join(PROJECT_ROOT, 'schemas', 'BankingTransaction.avsc'), 'utf8');
+  const { id } = await registry.register({ type: SchemaType.AVRO, schema }, { subject: `${TOPIC}-value` });
+  say(`   schema id ${id}`);
+
+  say('3. produce one generated transaction (Avro, Confluent wire format, acks=all, idempotent)');
+  const [tx] = createGenerator({ seed: Date.now() % 2 ** 31, startTime: new Date() }).transactions({
+    count: 1,
+  });
+  const sent = tx as BankingTransaction;
+  const value = await registry.encode(id, sent);
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const [ack] = await producer.send({
+    topic: TOPIC,
+    acks: -1,
+    messages: [{ key: sent.account_number, value }],
+  });
+  await producer.disconnect();
+  const partition = ack!.partition;
+  const offset = ack!.baseOffset!;
+  say(
+    `   ${sent.transaction_id}: ${sent.amount} ${sent.currency} ${sent.status} → partition ${partition}, offset ${offset}`,
+  );
+  say(`   wire bytes: magic ${value[0]}, schema id ${value.readInt32BE(1)}, ${value.length} bytes`);
+
+  say('4. read it back from Kafka and decode it through the registry');
+  const consumer = kafka.consumer({ groupId: `txstream-demo-${Date.now()}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic: TOPIC });
+  const decoded = await new Promise<BankingTransaction>((resolve, reject) => {
+    consumer
+      .run({
+        eachMessage: async ({ partition: p, message }) => {
+          if (p !== partition || message.offset !== offset) return;
+          const fresh = new SchemaRegistry({ host: config.registry.url }, avroOptions);
+          resolve((await fresh.decode(message.value!)) as BankingTransaction);
+        },
+      })
+      .catch(reject);
+    consumer.on(consumer.events.GROUP_JOIN, () => consumer.seek({ topic: TOPIC, partition, offset }));
+  });
+  await consumer.disconnect();
+  await admin.disconnect();
+  say(
+    `   decoded ${decoded.transaction_id}: amount ${decoded.amount} (exact decimal, equal: ${decoded.amount === sent.amount})`,
+  );
+
+  say(`5. stream it into BigQuery (${config.bigquery.apiEndpoint ?? 'Google'}) and query it back`);
+  const bq = createBigQuery({ ...config.bigquery });
+  const dataset = bq.dataset(config.bigquery.dataset);
+  if (!(await dataset.exists())[0]) await dataset.create();
+  const table = dataset.table('demo_banking_transactions');
+  if (!(await table.exists())[0])
+    await table.create({
+      schema: {
+        fields: [
+          { name: 'transaction_id', type: 'STRING', mode: 'REQUIRED' },
+          { name: 'account_number', type: 'STRING', mode: 'REQUIRED' },
+          { name: 'amount', type: 'NUMERIC', mode: 'REQUIRED' },
+          { name: 'currency', type: 'STRING', mode: 'REQUIRED' },
+          { name: 'status', type: 'STRING', mode: 'REQUIRED' },
+          { name: 'transaction_timestamp', type: 'TIMESTAMP', mode: 'REQUIRED' },
+          { name: 'transaction_date', type: 'DATE', mode: 'REQUIRED' },
+          { name: 'created_at', type: 'TIMESTAMP', mode: 'REQUIRED' },
+          { name: 'kafka_topic', type: 'STRING' },
+          { name: 'kafka_partition', type: 'INTEGER' },
+          { name: 'kafka_offset', type: 'INTEGER' },
+        ],
+      },
+      timePartitioning: { type: 'DAY', field: 'transaction_date' },
+    });
+  const at = new Date(decoded.transaction_timestamp / 1000).toISOString();
+  const insertId = `${TOPIC}-${partition}-${offset}`;
+  await table.insert(
+    [
+      {
+        insertId,
+        json: {
+          transaction_id: decoded.transaction_id,
+          account_number: decoded.account_number,
+          amount: decoded.amount,
+          currency: decoded.currency,
+          status: decoded.status,
+          transaction_timestamp: at,
+          transaction_date: at.slice(0, 10),
+          created_at: new Date().toISOString(),
+          kafka_topic: TOPIC,
+          kafka_partition: partition,
+          kafka_offset: Number(offset),
+        },
+      },
+    ],
+    { raw: true },
+  );
+  const [rows] = await bq.query({
+    query: `SELECT transaction_id, amount, transaction_date, kafka_offset
+            FROM \`${config.bigquery.projectId}.${config.bigquery.dataset}.demo_banking_transactions\`
+            WHERE transaction_id = @id`,
+    params: { id: decoded.transaction_id },
+  });
+  const row = rows[0] as {
+    transaction_id: string;
+    amount: { toFixed(n: number): string };
+    transaction_date: { value: string };
+  };
+  if (!row) throw new Error(`the row with insertId ${insertId} is not in BigQuery`);
+  say(
+    `   row ${row.transaction_id}: amount ${row.amount.toFixed(2)}, date ${row.transaction_date.value} (insertId ${insertId})`,
+  );
+  say('');
+  say(
+    'done: producer → Kafka → registry → BigQuery. The stack keeps running; stop it with `npx txstream stack down`.',
+  );
 }
