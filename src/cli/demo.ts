@@ -32,15 +32,12 @@ export function registerDemo(program: Command): void {
 }
 
 async function runDemo(): Promise<void> {
-  say('1. local stack');
-  const endpoints = await up(loadStackSettings(), (l) => say(`   ${l.trim()}`));
-  const config = loadConfig({
-    ...process.env,
-    KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? endpoints.kafkaBrokers,
-    SCHEMA_REGISTRY_URL: process.env.SCHEMA_REGISTRY_URL ?? endpoints.schemaRegistryUrl,
-    GCP_PROJECT_ID: process.env.GCP_PROJECT_ID ?? endpoints.bqProjectId,
-    BQ_API_ENDPOINT: process.env.BQ_API_ENDPOINT ?? endpoints.bqApiEndpoint,
-  });
+  const external = Boolean(
+    process.env.KAFKA_BROKERS && process.env.SCHEMA_REGISTRY_URL && process.env.BQ_API_ENDPOINT,
+  );
+  say(external ? '1. servers from KAFKA_BROKERS, SCHEMA_REGISTRY_URL, BQ_API_ENDPOINT' : '1. local stack');
+  if (!external) await up(loadStackSettings(), (l) => say(`   ${l.trim()}`));
+  const config = loadConfig();
 
   say(`2. topic ${TOPIC} and schema ${TOPIC}-value`);
   const kafka = createKafka(kafkaConnection(config, 'demo'));
