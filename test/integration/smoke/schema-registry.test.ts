@@ -49,5 +49,10 @@ test('registers a schema and round-trips the Confluent wire format', async () =>
 test('an unknown schema id is refused by the server', async () => {
   const registry = new SchemaRegistry({ host: schemaRegistryUrl });
   const bogus = Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 2, 0x41]);
-  await assert.rejects(registry.decode(bogus));
+  // The server must answer "not found", which a dead server (connection refused) cannot fake.
+  await assert.rejects(registry.decode(bogus), (err: { name?: string; status?: number }) => {
+    assert.equal(err.name, 'ResponseError');
+    assert.equal(err.status, 404);
+    return true;
+  });
 });
