@@ -1,0 +1,252 @@
+import kafkajs from 'kafkajs';
+import type { ICustomPartitioner, Message, Producer, RecordMetadata } from 'kafkajs';
+import { TxstreamError } from '../errors.ts';
+import type { ErrorCode } from '../errors.ts';
+import { createKafka } from './client.ts';
+import type { KafkaConnection } from './client.ts';
+
+// The kafkajs side of txstream's producers: one idempotent kafkajs producer behind a small port
+// (RecordSender) that returns, per message, the partition and offset the broker assigned, and turns
+// kafkajs errors into txstream error codes. Everything above it (validation, batching, per-record
+// results) is plain code that tests drive with a fake sender.
+//
+// Delivery decisions, checked against kafkajs 2.2.4's source:
+// - idempotent: true, acks: -1 (all). kafkajs requires acks=all for idempotence.
+// - maxInFlightRequests: 1. The Java client allows up to 5 with idempotence because it re-assigns
+//   sequence numbers when a batch fails (KAFKA-5494) and the broker keeps the state of the last 5
+//   batches; kafkajs implements no such re-assignment (maintainer's answer in tulios/kafkajs#980), and
+//   concurrent idempotent sends produced OUT_OF_ORDER_SEQUENCE_NUMBER (tulios/kafkajs#598). kafkajs
+//   2.2.4 now serialises idempotent produce requests per broker with a mutex
+//   (eosManager.acquireBrokerLock), so 1 is both the safe and the effective value.
+// - After any failed send the kafkajs producer is discarded and a new one (new producer id) made for
+//   the next batch. kafkajs rolls a partition's sequence number back when a request fails; if that
+//   request had in fact been written (response lost, timeout), the next batch would reuse the same
+//   sequence numbers and the broker would acknowledge it as a duplicate of the first without writing
+//   it: a success report for records that are not in the log. A fresh producer id cannot collide.
+// - Retries are bounded (kafkajs' default for idempotence is unbounded, which would hang a caller for
+//   ever while the broker is down). With a fresh producer after each failure, bounding them cannot
+//   break the sequence logic above.
+// - GZIP is the only codec built into kafkajs; Snappy, LZ4 and ZSTD need extra codec packages.
+// - allowAutoTopicCreation: false, so a topic that `txstream init` did not create is an error instead
+//   of a silently auto-created topic with the broker's default partitions and no compaction.
+
+// kafkajs' CommonJS exports after `logLevel` are invisible to Node's named-import detection.
+const { CompressionTypes, Partitioners } = kafkajs;
+
+export type Compression = 'gzip' | 'none';
+
+export interface OutgoingMessage {
+  key: string;
+  value: Buffer;
+  headers?: Record<string, string>;
+}
+
+export interface Ack {
+  partition: number;
+  /** Kafka offsets are int64; kept as decimal strings as kafkajs reports them. */
+  offset: string;
+}
+
+/** Sends one batch and acknowledges every message of it, or throws a TxstreamError for the whole batch. */
+export interface RecordSender {
+  /** Fails with TOPIC_ERROR when the topic does not exist. */
+  assertTopic(topic: string): Promise<{ partitions: number }>;
+  send(topic: string, messages: readonly OutgoingMessage[]): Promise<Ack[]>;
+  close(): Promise<void>;
+}
+
+export interface KafkaSenderOptions {
+  compression?: Compression;
+  /** Retries of one batch before it is reported failed; default 5 (about 10 s with kafkajs' backoff). */
+  retries?: number;
+  /** Broker-side wait for the in-sync replicas (acks=all), ms; default 30 s. */
+  ackTimeoutMs?: number;
+}
+
+const UNAVAILABLE = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSNoBrokerAvailableError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSMetadataNotLoaded',
+  'KafkaJSTopicMetadataNotLoaded',
+  'KafkaJSStaleTopicMetadataAssignment',
+]);
+
+const UNAVAILABLE_PROTOCOL = new Set([
+  'LEADER_NOT_AVAILABLE',
+  'NOT_LEADER_FOR_PARTITION',
+  'NOT_LEADER_OR_FOLLOWER',
+  'NOT_ENOUGH_REPLICAS',
+  'NOT_ENOUGH_REPLICAS_AFTER_APPEND',
+  'BROKER_NOT_AVAILABLE',
+  'REPLICA_NOT_AVAILABLE',
+  'NETWORK_EXCEPTION',
+  'KAFKA_STORAGE_ERROR',
+]);
+
+/** Maps a kafkajs error (or one it wrapped after exhausting retries) to a txstream error code. */
+export function classifyKafkaError(err: unknown, what: string): TxstreamError {
+  if (err instanceof TxstreamError) return err;
+  const chain: { name?: string; type?: string; message?: string; cause?: unknown }[] = [];
+  for (
+    let e = err as { cause?: unknown } | undefined;
+    e && typeof e === 'object' && chain.length < 5;
+    e = e.cause as typeof e
+  ) {
+    chain.push(e as (typeof chain)[number]);
+  }
+  // The innermost error says what went wrong; the outer ones only say that retrying gave up.
+  const root = chain.at(-1) ?? {};
+  const message =
+    chain
+      .map((e) => e.message)
+      .filter(Boolean)
+      .at(-1) ?? String(err);
+  let code: ErrorCode;
+  if (
+    root.name === 'KafkaJSRequestTimeoutError' ||
+    root.name === 'KafkaJSTimeout' ||
+    root.name === 'KafkaJSLockTimeout'
+  ) {
+    code = 'DELIVERY_TIMEOUT';
+  } else if (
+    (root.name && UNAVAILABLE.has(root.name)) ||
+    (root.type && UNAVAILABLE_PROTOCOL.has(root.type))
+  ) {
+    code = 'BROKER_UNAVAILABLE';
+  } else if (root.type === 'UNKNOWN_TOPIC_OR_PARTITION') {
+    code = 'TOPIC_ERROR';
+  } else {
+    code = 'BROKER_REJECTED';
+  }
+  const retriable = code === 'BROKER_UNAVAILABLE' || code === 'DELIVERY_TIMEOUT';
+  const detail = root.type ? `${root.type}: ${message}` : message;
+  return new TxstreamError(code, `${what}: ${detail}`, { retriable, cause: err });
+}
+
+/**
+ * A RecordSender over kafkajs. Partitioning is kafkajs' default (murmur2 of the key, as the Java
+ * client), so a key always lands in the same partition whichever client produced it.
+ */
+export function createKafkaSender(
+  connection: KafkaConnection,
+  options: KafkaSenderOptions = {},
+): RecordSender {
+  const kafka = createKafka(connection);
+  const compression = options.compression === 'none' ? CompressionTypes.None : CompressionTypes.GZIP;
+  const retries = options.retries ?? 5;
+  const ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
+
+  // kafkajs does not say which partition each message of a send went to, only a base offset per
+  // partition. The partitioner is the one place that sees each message object with its partition, so
+  // it records the choice; positions within a partition then give the offsets (one record batch per
+  // partition per request, so offsets are base + index).
+  const assigned = new WeakMap<object, number>();
+  const tracking: ICustomPartitioner = () => {
+    const inner = Partitioners.DefaultPartitioner();
+    return (args) => {
+      const partition = inner(args);
+      assigned.set(args.message, partition);
+      return partition;
+    };
+  };
+
+  let current: Promise<Producer> | undefined;
+  let closed = false;
+
+  function producer(): Promise<Producer> {
+    if (!current) {
+      const p = kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        createPartitioner: tracking,
+        retry: { retries },
+      });
+      current = p.connect().then(
+        () => p,
+        (err: unknown) => {
+          current = undefined;
+          void p.disconnect().catch(() => undefined);
+          throw classifyKafkaError(err, 'cannot connect the producer');
+        },
+      );
+    }
+    return current;
+  }
+
+  async function discard(): Promise<void> {
+    const old = current;
+    current = undefined;
+    if (old) await old.then((p) => p.disconnect()).catch(() => undefined);
+  }
+
+  return {
+    async assertTopic(topic) {
+      const admin = kafka.admin();
+      try {
+        await admin.connect();
+        const topics = await admin.listTopics();
+        if (!topics.includes(topic)) {
+          throw new TxstreamError(
+            'TOPIC_ERROR',
+            `topic ${topic} does not exist; create it with \`txstream init\``,
+          );
+        }
+        const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+        return { partitions: meta.topics[0]?.partitions.length ?? 0 };
+      } catch (err) {
+        throw classifyKafkaError(err, `cannot look up topic ${topic}`);
+      } finally {
+        await admin.disconnect().catch(() => undefined);
+      }
+    },
+
+    async send(topic, outgoing) {
+      if (closed) throw new TxstreamError('PRODUCER_CLOSED', 'the sender is closed');
+      if (outgoing.length === 0) return [];
+      const messages: Message[] = outgoing.map((m) => ({
+        key: m.key,
+        value: m.value,
+        ...(m.headers ? { headers: m.headers } : {}),
+      }));
+      let metadata: RecordMetadata[];
+      try {
+        const p = await producer();
+        metadata = await p.send({ topic, messages, acks: -1, timeout: ackTimeoutMs, compression });
+      } catch (err) {
+        await discard();
+        throw classifyKafkaError(err, `sending ${messages.length} records to ${topic} failed`);
+      }
+      const base = new Map<number, bigint>();
+      for (const m of metadata) {
+        if (m.errorCode !== 0 || m.baseOffset === undefined) {
+          await discard();
+          throw new TxstreamError(
+            'BROKER_REJECTED',
+            `${topic}[${m.partition}]: broker error code ${m.errorCode}`,
+          );
+        }
+        base.set(m.partition, BigInt(m.baseOffset));
+      }
+      const next = new Map<number, bigint>();
+      return messages.map((m) => {
+        const partition = assigned.get(m);
+        const first = partition === undefined ? undefined : base.get(partition);
+        if (partition === undefined || first === undefined) {
+          // Cannot happen with kafkajs 2.2.x; if it ever does, claiming an offset would be a lie.
+          throw new TxstreamError('BROKER_REJECTED', `${topic}: no acknowledgement matched a sent record`);
+        }
+        const offset = next.get(partition) ?? first;
+        next.set(partition, offset + 1n);
+        return { partition, offset: offset.toString() };
+      });
+    },
+
+    async close() {
+      closed = true;
+      await discard();
+    },
+  };
+}
