@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InitRefusedError, runInit, topicRequests } from '../../../src/admin/init.ts';
+import type { CompatibilityLevel, RegistryClient, SubjectVersion } from '../../../src/codec/registry.ts';
+import { RegistryError } from '../../../src/codec/registry.ts';
+import { createSchemaCatalog } from '../../../src/codec/schemas.ts';
+import type { SchemaCatalog } from '../../../src/codec/schemas.ts';
+import type { ExistingTopic, TopicAdmin, TopicRequest } from '../../../src/kafka/admin.ts';
+import { createTopicCatalogue } from '../../../src/topics.ts';
+
+const settings = { partitions: 6, replicationFactor: 1, retentionMs: 604_800_000 };
+
+/**
+ * An in-memory registry that behaves like Apicurio: compatibility checks answer without messages, and
+ * a registration under BACKWARD is refused with a 409 when `incompatible(text)` says so.
+ */
+function memoryRegistry(incompatible: (schema: string) => boolean = () => false) {
+  const subjects = new Map<string, string[]>();
+  const levels = new Map<string, CompatibilityLevel>();
+  const ids = new Map<string, number>();
+  const calls: string[] = [];
+  const idOf = (s: string) => {
+    if (!ids.has(s)) ids.set(s, ids.size + 1);
+    return ids.get(s)!;
+  };
+  const version = (subject: string, schema: string): SubjectVersion | null => {
+    const v = subjects.get(subject)?.indexOf(schema) ?? -1;
+    return v < 0 ? null : { subject, id: idOf(schema), version: v + 1, schema };
+  };
+  const client: RegistryClient = {
+    url: 'mem://registry',
+    getCompatibility: async (s) => levels.get(s) ?? null,
+    getGlobalCompatibility: async () => 'NONE',
+    setCompatibility: async (s, l) => {
+      calls.push(`config ${s}`);
+      levels.set(s, l);
+    },
+    lookup: async (s, schema) => version(s, schema),
+    register: async (s, schema) => {
+      calls.push(`register ${s}`);
+      const list = subjects.get(s) ?? [];
+      if (list.includes(schema)) return { id: idOf(schema) };
+      if (list.length > 0 && levels.get(s) === 'BACKWARD' && incompatible(schema)) {
+        throw new RegistryError(
+          'SCHEMA_INCOMPATIBLE',
+          'refused',
+          409,
+          409,
+          'Incompatible artifact: new field without default',
+        );
+      }
+      subjects.set(s, [...list, schema]);
+      return { id: idOf(schema) };
+    },
+    checkCompatibility: async (s, schema) => ({
+      compatible: !(subjects.get(s)?.length && incompatible(schema)),
+      messages: [],
+    }),
+    versions: async (s) => (subjects.get(s) ?? []).map((_, i) => i + 1),
+    latest: async (s) => {
+      const list = subjects.get(s);
+      return list?.length ? version(s, list.at(-1)!) : null;
+    },
+    schemaById: async () => '"string"',
+    deleteSubject: async () => [],
+  };
+  return { client, subjects, levels, calls };
+}
+
+function memoryAdmin(existing: ExistingTopic[] = []) {
+  const topics = new Map(existing.map((t) => [t.name, t]));
+  const created: TopicRequest[] = [];
+  const admin: TopicAdmin = {
+    describe: async (names) => new Map([...topics].filter(([n]) => names.includes(n))),
+    create: async (requests) => {
+      for (const r of requests) {
+        created.push(r);
+        topics.set(r.name, {
+          name: r.name,
+          partitions: r.partitions,
+          replicationFactor: r.replicationFactor,
+          configs: r.configs,
+        });
+      }
+    },
+    delete: async () => undefined,
+    close: async () => undefined,
+  };
+  return { admin, created };
+}
+
+/** A catalogue whose BankingTransaction gets an extra field (optional or required). */
+function changedSchemas(field: object): SchemaCatalog {
+  const base = createSchemaCatalog();
+  const tx = base.load('BankingTransaction');
+  const json = JSON.parse(tx.text) as { fields: object[] };
+  json.fields.push(field);
+  const changed = {
+    ...tx,
+    json: json as never,
+    text: JSON.stringify(json),
+    type: base.typeFromText(JSON.stringify(json)),
+  };
+  return {
+    dir: base.dir,
+    load: (n) => (n === 'BankingTransaction' ? changed : base.load(n)),
+    typeFromText: (t) => base.typeFromText(t),
+  };
+}
+
+describe('topic requests', () => {
+  it('compacts the reference topics, never their DLQs, and sets retention on the rest', () => {
+    const r = topicRequests(createTopicCatalogue(), settings);
+    const byName = Object.fromEntries(r.map((x) => [x.request.name, x]));
+    assert.deepEqual(byName['ref.jobs.v1']!.request.configs, { 'cleanup.policy': 'compact' });
+    assert.deepEqual(byName['ref.jobs.v1.dlq']!.request.configs, {
+      'cleanup.policy': 'delete',
+      'retention.ms': '604800000',
+    });
+    assert.deepEqual(byName['banking.transactions.v1']!.request.configs, {
+      'cleanup.policy': 'delete',
+      'retention.ms': '604800000',
+    });
+    assert.equal(byName['txstream.alerts.dlq']!.kind, 'dlq');
+    assert.equal(r.length, 10);
+    assert.ok(r.every((x) => x.request.partitions === 6 && x.request.replicationFactor === 1));
+  });
+
+  it('asks for two in-sync replicas once there are three', () => {
+    const r = topicRequests(createTopicCatalogue(), { ...settings, replicationFactor: 3 });
+    assert.ok(r.every((x) => x.request.configs['min.insync.replicas'] === '2'));
+  });
+});
+
+describe('runInit', () => {
+  it('creates and registers everything, then finds everything on a second run', async () => {
+    const registry = memoryRegistry();
+    const { admin, created } = memoryAdmin();
+    const deps = {
+      catalogue: createTopicCatalogue({ prefix: 'p.' }),
+      schemas: createSchemaCatalog(),
+      registry: registry.client,
+      admin,
+      settings,
+    };
+    const first = await runInit(deps);
+    assert.equal(created.length, 10);
+    assert.ok(first.topics.every((t) => t.status === 'created'));
+    assert.ok(
+      first.subjects.every(
+        (s) => s.status === 'registered' && s.version === 1 && s.compatibilityStatus === 'set',
+      ),
+    );
+    assert.deepEqual([...registry.levels.values()], Array(5).fill('BACKWARD'));
+
+    const second = await runInit(deps);
+    assert.equal(created.length, 10, 'nothing created twice');
+    assert.ok(second.topics.every((t) => t.status === 'found' && t.notes.length === 0));
+    assert.ok(second.subjects.every((s) => s.status === 'found' && s.compatibilityStatus === 'found'));
+    assert.deepEqual(
+      second.subjects.map((s) => s.id),
+      first.subjects.map((s) => s.id),
+    );
+  });
+
+  it('reports drift of a found topic without changing it', async () => {
+    const { admin, created } = memoryAdmin([
+      {
+        name: 'ref.jobs.v1',
+        partitions: 3,
+        replicationFactor: 1,
+        configs: { 'cleanup.policy': 'delete', 'retention.ms': '1000' },
+      },
+    ]);
+    const report = await runInit({
+      catalogue: createTopicCatalogue(),
+      schemas: createSchemaCatalog(),
+      registry: memoryRegistry().client,
+      admin,
+      settings,
+    });
+    const jobs = report.topics.find((t) => t.topic === 'ref.jobs.v1')!;
+    assert.equal(jobs.status, 'found');
+    assert.deepEqual(jobs.notes, [
+      'has 3 partitions, configured 6',
+      'cleanup.policy=delete, configured compact',
+    ]);
+    assert.equal(created.length, 9);
+  });
+
+  it('registers a compatible new version', async () => {
+    const registry = memoryRegistry();
+    const { admin } = memoryAdmin();
+    const catalogue = createTopicCatalogue();
+    await runInit({ catalogue, schemas: createSchemaCatalog(), registry: registry.client, admin, settings });
+    const report = await runInit({
+      catalogue,
+      schemas: changedSchemas({ name: 'channel', type: ['null', 'string'], default: null }),
+      registry: registry.client,
+      admin,
+      settings,
+    });
+    const tx = report.subjects.find((s) => s.subject === 'banking.transactions.v1-value')!;
+    assert.equal(tx.status, 'registered');
+    assert.equal(tx.version, 2);
+  });
+
+  it('refuses an incompatible change with the registry reason, before creating or registering anything', async () => {
+    const registry = memoryRegistry((schema) => schema.includes('"channel"'));
+    const first = memoryAdmin();
+    await runInit({
+      catalogue: createTopicCatalogue(),
+      schemas: createSchemaCatalog(),
+      registry: registry.client,
+      admin: first.admin,
+      settings,
+    });
+    registry.calls.length = 0;
+    const fresh = memoryAdmin();
+    const err = await runInit({
+      catalogue: createTopicCatalogue(),
+      schemas: changedSchemas({ name: 'channel', type: 'string' }),
+      registry: registry.client,
+      admin: fresh.admin,
+      settings,
+    }).then(
+      () => assert.fail('init should refuse'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof InitRefusedError);
+    assert.equal(err.code, 'SCHEMA_INCOMPATIBLE');
+    assert.deepEqual(
+      err.refusals.map((r) => [r.subject, r.reason]),
+      [['banking.transactions.v1-value', 'Incompatible artifact: new field without default']],
+    );
+    assert.match(err.refusals[0]!.localReason ?? '', /default-less .*channel/);
+    assert.equal(fresh.created.length, 0, 'no topic created');
+    assert.deepEqual(
+      registry.calls,
+      ['register banking.transactions.v1-value'],
+      'only the refused attempt that yields the reason',
+    );
+    assert.equal(registry.subjects.get('banking.transactions.v1-value')!.length, 1);
+  });
+});
