@@ -1,5 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerDemo } from './demo.ts';
+import { registerInit } from './init.ts';
+import { registerProduce } from './produce.ts';
 import { registerStack } from './stack.ts';
 import { CliError } from './errors.ts';
 
@@ -9,7 +11,9 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerStack(program);
+  registerProduce(program);
   registerDemo(program);
+  registerInit(program);
   return program;
 }
 

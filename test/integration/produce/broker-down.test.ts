@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { createSchemaCatalog } from '../../../src/codec/schemas.ts';
+import { decodeWith } from '../../../src/codec/wire.ts';
+import { createKafka } from '../../../src/kafka/client.ts';
+import { readRecord, stopProcess } from '../../../src/stack/processes.ts';
+import { loadStackSettings, PROJECT_ROOT } from '../../../src/stack/settings.ts';
+import type { StackSettings } from '../../../src/stack/settings.ts';
+import { down, up } from '../../../src/stack/stack.ts';
+import { createGenerator } from '../../../src/workload/index.ts';
+import { freePorts } from '../../support/ports.ts';
+
+// The broker is stopped while `txstream produce` streams: the command must exit non-zero with a clear
+// message, and the records it reported as sent must be exactly the records in the topic once the
+// broker is back. This test owns a private stack, so stopping its broker disturbs no other test.
+
+const run = promisify(execFile);
+const stackDir = fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-broker-down-'));
+const [kafka, controller, registry, mgmt, bq, grpc] = await freePorts(6);
+const settings: StackSettings = loadStackSettings({
+  ...process.env,
+  TXSTREAM_STACK_DIR: stackDir,
+  TXSTREAM_KAFKA_PORT: String(kafka),
+  TXSTREAM_KAFKA_CONTROLLER_PORT: String(controller),
+  TXSTREAM_REGISTRY_PORT: String(registry),
+  TXSTREAM_REGISTRY_MANAGEMENT_PORT: String(mgmt),
+  TXSTREAM_BQ_PORT: String(bq),
+  TXSTREAM_BQ_GRPC_PORT: String(grpc),
+});
+const brokers = `127.0.0.1:${kafka}`;
+const env = {
+  ...process.env,
+  KAFKA_BROKERS: brokers,
+  SCHEMA_REGISTRY_URL: `http://127.0.0.1:${registry}/apis/ccompat/v7`,
+  TOPIC_PARTITIONS: '3',
+};
+const TOPIC = 'banking.transactions.v1';
+const SEED = 11;
+const START = '2026-01-05T00:00:00.000Z';
+const quiet = () => undefined;
+
+before(async () => {
+  await up(settings, quiet);
+  await run(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'txstream.js'), 'init'], {
+    env,
+    timeout: 60_000,
+  });
+});
+after(async () => {
+  await down(settings, quiet);
+  fs.rmSync(stackDir, { recursive: true, force: true });
+});
+
+async function topicCount(): Promise<number> {
+  const admin = createKafka({ brokers: [brokers], clientId: 'broker-down-test', retries: 0 }).admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsets(TOPIC);
+    return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+test('broker stopped mid-run: exit 3, a clear message, and sent == what the topic holds', async () => {
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(PROJECT_ROOT, 'bin', 'txstream.js'),
+      'produce',
+      'transactions',
+      '--synthetic',
+      '--count',
+      '500000',
+      '--rate',
+      '4000',
+      '--seed',
+      String(SEED),
+      '--start',
+      START,
+      '--json',
+    ],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  // Wait until the stream is well under way (a condition, not a fixed delay), then stop the broker.
+  for (let i = 0; i < 600 && (await topicCount()) < 3000; i++) await sleep(100);
+  assert.ok((await topicCount()) >= 3000, `the producer never got going: ${stderr}`);
+  await stopProcess(stackDir, readRecord(stackDir, 'kafka')!);
+
+  const code = await exited;
+  assert.equal(code, 3, `exit code; stderr: ${stderr}`);
+  const summary = JSON.parse(stdout) as {
+    sent: number;
+    failed: number;
+    failure?: { code: string; message: string };
+  };
+  assert.ok(summary.failure, 'the summary names the failure');
+  assert.match(summary.failure.code, /BROKER_UNAVAILABLE|DELIVERY_TIMEOUT|BROKER_REJECTED/);
+  assert.ok(summary.sent >= 3000 && summary.sent < 500_000, `sent ${summary.sent}`);
+
+  // Broker back: the topic holds exactly the acknowledged records, no more (nothing reported failed
+  // was written after all), no fewer, no duplicates (idempotent producer).
+  await up(settings, quiet);
+  assert.equal(await topicCount(), summary.sent);
+  const type = createSchemaCatalog().load('BankingTransaction').type;
+  const consumer = createKafka({ brokers: [brokers], clientId: 'broker-down-read' }).consumer({
+    groupId: `broker-down-${Date.now()}`,
+  });
+  const ids = new Set<string>();
+  await consumer.connect();
+  await consumer.subscribe({ topic: TOPIC, fromBeginning: true });
+  await new Promise<void>((resolve) => {
+    void consumer.run({
+      eachMessage: async ({ message }) => {
+        ids.add((decodeWith(type, message.value!) as { transaction_id: string }).transaction_id);
+        if (ids.size === summary.sent) resolve();
+      },
+    });
+  });
+  await consumer.disconnect();
+  // Records are sent in generation order, one batch at a time, so the acknowledged ones are exactly
+  // the first `sent` records of the same seeded stream.
+  const expected = new Set<string>();
+  for (const t of createGenerator({ seed: SEED, startTime: new Date(START) }).transactions({
+    count: summary.sent,
+  }))
+    expected.add(t.transaction_id);
+  assert.deepEqual(ids, expected);
+});
