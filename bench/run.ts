@@ -4,11 +4,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGenerator } from '../src/workload/index.ts';
+import { producerVsReference } from './producer.ts';
 
 // `npm run bench`: benchmarks live outside `npm test`, because a number only means something next
 // to its machine and a reference measured in the same run. Each case prints one row and the run is
 // written to bench/results/<date>.json. The Kafka/BigQuery cases arrive with the issues that build
-// those paths; today the harness measures the workload generator that feeds all of them.
+// those paths. Today: the workload generator, and `txstream produce` next to Kafka's own
+// ProducerPerformance on the same broker, record count and record size.
 
 interface Row {
   name: string;
@@ -58,6 +60,8 @@ function bestOf<T>(runs: number, fn: () => T): { ms: number; result: T } {
   );
   rows.push({ name: 'workload: backfill 400 days of daily volume', value: ms, unit: 'ms' });
 }
+
+rows.push(...(await producerVsReference({ quick: values.quick })));
 
 const width = Math.max(...rows.map((r) => r.name.length));
 process.stdout.write(

@@ -1,12 +1,14 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Command } from 'commander';
-import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
-import { DecimalStringType } from '../codec/decimal.ts';
+import { runInit } from '../admin/init.ts';
 import type { BankingTransaction } from '../codec/records.ts';
+import { createRegistryClient, createRegistryDecoder, registryConnection } from '../codec/registry.ts';
+import { createSchemaCatalog } from '../codec/schemas.ts';
+import { createTopicAdmin } from '../kafka/admin.ts';
+import { createProducer } from '../producers/producer.ts';
+import { createTopicCatalogue } from '../topics.ts';
 import { loadConfig } from '../config/config.ts';
 import { createKafka, kafkaConnection } from '../kafka/client.ts';
-import { loadStackSettings, PROJECT_ROOT } from '../stack/settings.ts';
+import { loadStackSettings } from '../stack/settings.ts';
 import { up } from '../stack/stack.ts';
 import { createBigQuery } from '../warehouse/client.ts';
 import { createGenerator } from '../workload/index.ts';
@@ -39,49 +41,45 @@ async function runDemo(): Promise<void> {
   if (!external) await up(loadStackSettings(), (l) => say(`   ${l.trim()}`));
   const config = loadConfig();
 
-  say(`2. topic ${TOPIC} and schema ${TOPIC}-value`);
-  const kafka = createKafka(kafkaConnection(config, 'demo'));
-  const admin = kafka.admin();
-  await admin.connect();
-  const created = await admin.createTopics({
-    topics: [
-      {
-        topic: TOPIC,
-        numPartitions: config.topics.partitions,
-        replicationFactor: config.topics.replicationFactor,
-      },
-    ],
-    waitForLeaders: true,
-  });
-  say(`   topic ${created ? 'created' : 'already there'}`);
-  const avroOptions = { [SchemaType.AVRO]: { logicalTypes: { decimal: DecimalStringType } } };
-  const registry = new SchemaRegistry({ host: config.registry.url }, avroOptions);
-  const schema = fs.readFileSync(path.join(PROJECT_ROOT, 'schemas', 'BankingTransaction.avsc'), 'utf8');
-  const { id } = await registry.register({ type: SchemaType.AVRO, schema }, { subject: `${TOPIC}-value` });
-  say(`   schema id ${id}`);
+  say('2. txstream init: topics and schemas (idempotent)');
+  const registryClient = createRegistryClient(registryConnection(config));
+  const topicAdmin = createTopicAdmin(kafkaConnection(config, 'demo-init'));
+  try {
+    const report = await runInit({
+      catalogue: createTopicCatalogue(),
+      schemas: createSchemaCatalog(),
+      registry: registryClient,
+      admin: topicAdmin,
+      settings: config.topics,
+    });
+    const subject = report.subjects.find((x) => x.topic === TOPIC)!;
+    say(
+      `   ${report.topics.filter((t) => t.status === 'created').length} topic(s) created, ${report.topics.length} in all; ${subject.subject} is schema id ${subject.id} (${subject.status})`,
+    );
+  } finally {
+    await topicAdmin.close();
+  }
 
-  say('3. produce one generated transaction (Avro, Confluent wire format, acks=all, idempotent)');
+  say('3. produce one generated transaction with the producer library (idempotent, acks=all)');
   const [tx] = createGenerator({ seed: Date.now() % 2 ** 31, startTime: new Date() }).transactions({
     count: 1,
   });
   const sent = tx as BankingTransaction;
-  const value = await registry.encode(id, sent);
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
-  const [ack] = await producer.send({
-    topic: TOPIC,
-    acks: -1,
-    messages: [{ key: sent.account_number, value }],
-  });
-  await producer.disconnect();
-  const partition = ack!.partition;
-  const offset = ack!.baseOffset!;
+  const producer = await createProducer({ config, topic: 'transactions', registry: registryClient });
+  const [result] = await producer.send([sent]);
+  await producer.close();
+  if (result?.status !== 'sent')
+    throw new Error(`the broker did not accept the record: ${JSON.stringify(result)}`);
+  const { partition } = result;
+  const offset = result.offset;
   say(
     `   ${sent.transaction_id}: ${sent.amount} ${sent.currency} ${sent.status} → partition ${partition}, offset ${offset}`,
   );
-  say(`   wire bytes: magic ${value[0]}, schema id ${value.readInt32BE(1)}, ${value.length} bytes`);
 
   say('4. read it back from Kafka and decode it through the registry');
+  const kafka = createKafka(kafkaConnection(config, 'demo'));
+  const decoder = createRegistryDecoder(registryConnection(config));
+  let wire = '';
   const consumer = kafka.consumer({ groupId: `txstream-demo-${Date.now()}` });
   await consumer.connect();
   await consumer.subscribe({ topic: TOPIC });
@@ -90,15 +88,16 @@ async function runDemo(): Promise<void> {
       .run({
         eachMessage: async ({ partition: p, message }) => {
           if (p !== partition || message.offset !== offset) return;
-          const fresh = new SchemaRegistry({ host: config.registry.url }, avroOptions);
-          resolve((await fresh.decode(message.value!)) as BankingTransaction);
+          const v = message.value!;
+          wire = `magic byte ${v[0]}, schema id ${v.readInt32BE(1)}, ${v.length} bytes`;
+          resolve((await decoder.decode(v)) as BankingTransaction);
         },
       })
       .catch(reject);
     consumer.on(consumer.events.GROUP_JOIN, () => consumer.seek({ topic: TOPIC, partition, offset }));
   });
   await consumer.disconnect();
-  await admin.disconnect();
+  say(`   wire format: ${wire}`);
   say(
     `   decoded ${decoded.transaction_id}: amount ${decoded.amount} (exact decimal, equal: ${decoded.amount === sent.amount})`,
   );
