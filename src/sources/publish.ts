@@ -57,6 +57,7 @@ export async function publish(o: PublishOptions): Promise<PublishSummary> {
   const s = { read: 0, sent: 0, failed: 0, notAttempted: 0 };
   const rejected: Rejected[] = [];
   let failure: DeliveryError | undefined;
+  let aborting: Promise<void> | undefined;
   const pending: Promise<void>[] = [];
   const progress = () =>
     o.onProgress?.({ read: s.read, sent: s.sent, rejected: rejected.length, failed: s.failed });
@@ -68,7 +69,12 @@ export async function publish(o: PublishOptions): Promise<PublishSummary> {
       else if (r.status === 'rejected') rejected.push({ line, errors: r.errors });
       else {
         s.failed++;
-        failure ??= r.error;
+        if (!failure) {
+          failure = r.error;
+          // Records still buffered would each wait out their own retries against a broker that is
+          // gone: fail them now (PRODUCER_CLOSED, counted as failed) instead of minutes later.
+          aborting = o.producer.close({ drain: false });
+        }
       }
     }
     progress();
@@ -108,7 +114,8 @@ export async function publish(o: PublishOptions): Promise<PublishSummary> {
   if (failure) s.notAttempted += chunk.length;
   else await flushChunk();
   await Promise.all(pending);
-  if (!failure) await o.producer.flush();
+  if (aborting) await aborting.catch(() => undefined);
+  else await o.producer.flush();
   progress();
   rejected.sort((a, b) => a.line - b.line);
   return {

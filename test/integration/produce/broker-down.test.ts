@@ -68,74 +68,79 @@ async function topicCount(): Promise<number> {
   }
 }
 
-test('broker stopped mid-run: exit 3, a clear message, and sent == what the topic holds', async () => {
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(PROJECT_ROOT, 'bin', 'txstream.js'),
-      'produce',
-      'transactions',
-      '--synthetic',
-      '--count',
-      '500000',
-      '--rate',
-      '4000',
-      '--seed',
-      String(SEED),
-      '--start',
-      START,
-      '--json',
-    ],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+// A bound, so that a producer that hangs instead of failing fails the suite instead of stalling CI.
+test(
+  'broker stopped mid-run: exit 3, a clear message, and sent == what the topic holds',
+  { timeout: 240_000 },
+  async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        path.join(PROJECT_ROOT, 'bin', 'txstream.js'),
+        'produce',
+        'transactions',
+        '--synthetic',
+        '--count',
+        '500000',
+        '--rate',
+        '4000',
+        '--seed',
+        String(SEED),
+        '--start',
+        START,
+        '--json',
+      ],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
 
-  // Wait until the stream is well under way (a condition, not a fixed delay), then stop the broker.
-  for (let i = 0; i < 600 && (await topicCount()) < 3000; i++) await sleep(100);
-  assert.ok((await topicCount()) >= 3000, `the producer never got going: ${stderr}`);
-  await stopProcess(stackDir, readRecord(stackDir, 'kafka')!);
+    // Wait until the stream is well under way (a condition, not a fixed delay), then stop the broker.
+    for (let i = 0; i < 600 && (await topicCount()) < 3000; i++) await sleep(100);
+    assert.ok((await topicCount()) >= 3000, `the producer never got going: ${stderr}`);
+    await stopProcess(stackDir, readRecord(stackDir, 'kafka')!);
 
-  const code = await exited;
-  assert.equal(code, 3, `exit code; stderr: ${stderr}`);
-  const summary = JSON.parse(stdout) as {
-    sent: number;
-    failed: number;
-    failure?: { code: string; message: string };
-  };
-  assert.ok(summary.failure, 'the summary names the failure');
-  assert.match(summary.failure.code, /BROKER_UNAVAILABLE|DELIVERY_TIMEOUT|BROKER_REJECTED/);
-  assert.ok(summary.sent >= 3000 && summary.sent < 500_000, `sent ${summary.sent}`);
+    const code = await exited;
+    assert.equal(code, 3, `exit code; stderr: ${stderr}`);
+    const summary = JSON.parse(stdout) as {
+      sent: number;
+      failed: number;
+      failure?: { code: string; message: string };
+    };
+    assert.ok(summary.failure, 'the summary names the failure');
+    assert.match(summary.failure.code, /BROKER_UNAVAILABLE|DELIVERY_TIMEOUT|BROKER_REJECTED/);
+    assert.ok(summary.sent >= 3000 && summary.sent < 500_000, `sent ${summary.sent}`);
 
-  // Broker back: the topic holds exactly the acknowledged records, no more (nothing reported failed
-  // was written after all), no fewer, no duplicates (idempotent producer).
-  await up(settings, quiet);
-  assert.equal(await topicCount(), summary.sent);
-  const type = createSchemaCatalog().load('BankingTransaction').type;
-  const consumer = createKafka({ brokers: [brokers], clientId: 'broker-down-read' }).consumer({
-    groupId: `broker-down-${Date.now()}`,
-  });
-  const ids = new Set<string>();
-  await consumer.connect();
-  await consumer.subscribe({ topic: TOPIC, fromBeginning: true });
-  await new Promise<void>((resolve) => {
-    void consumer.run({
-      eachMessage: async ({ message }) => {
-        ids.add((decodeWith(type, message.value!) as { transaction_id: string }).transaction_id);
-        if (ids.size === summary.sent) resolve();
-      },
+    // Broker back: the topic holds exactly the acknowledged records, no more (nothing reported failed
+    // was written after all), no fewer, no duplicates (idempotent producer).
+    await up(settings, quiet);
+    assert.equal(await topicCount(), summary.sent);
+    const type = createSchemaCatalog().load('BankingTransaction').type;
+    const consumer = createKafka({ brokers: [brokers], clientId: 'broker-down-read' }).consumer({
+      groupId: `broker-down-${Date.now()}`,
     });
-  });
-  await consumer.disconnect();
-  // Records are sent in generation order, one batch at a time, so the acknowledged ones are exactly
-  // the first `sent` records of the same seeded stream.
-  const expected = new Set<string>();
-  for (const t of createGenerator({ seed: SEED, startTime: new Date(START) }).transactions({
-    count: summary.sent,
-  }))
-    expected.add(t.transaction_id);
-  assert.deepEqual(ids, expected);
-});
+    const ids = new Set<string>();
+    await consumer.connect();
+    await consumer.subscribe({ topic: TOPIC, fromBeginning: true });
+    await new Promise<void>((resolve) => {
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          ids.add((decodeWith(type, message.value!) as { transaction_id: string }).transaction_id);
+          if (ids.size === summary.sent) resolve();
+        },
+      });
+    });
+    await consumer.disconnect();
+    // Records are sent in generation order, one batch at a time, so the acknowledged ones are exactly
+    // the first `sent` records of the same seeded stream.
+    const expected = new Set<string>();
+    for (const t of createGenerator({ seed: SEED, startTime: new Date(START) }).transactions({
+      count: summary.sent,
+    }))
+      expected.add(t.transaction_id);
+    assert.deepEqual(ids, expected);
+  },
+);
