@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
@@ -14,25 +13,16 @@ import { loadStackSettings, PROJECT_ROOT } from '../../../src/stack/settings.ts'
 import type { StackSettings } from '../../../src/stack/settings.ts';
 import { down, up } from '../../../src/stack/stack.ts';
 import { createGenerator } from '../../../src/workload/index.ts';
-import { freePorts } from '../../support/ports.ts';
+import { privateStackEnv } from '../../support/ports.ts';
 
 // The broker is stopped while `txstream produce` streams: the command must exit non-zero with a clear
 // message, and the records it reported as sent must be exactly the records in the topic once the
 // broker is back. This test owns a private stack, so stopping its broker disturbs no other test.
 
 const run = promisify(execFile);
-const stackDir = fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-broker-down-'));
-const [kafka, controller, registry, mgmt, bq, grpc] = await freePorts(6);
-const settings: StackSettings = loadStackSettings({
-  ...process.env,
-  TXSTREAM_STACK_DIR: stackDir,
-  TXSTREAM_KAFKA_PORT: String(kafka),
-  TXSTREAM_KAFKA_CONTROLLER_PORT: String(controller),
-  TXSTREAM_REGISTRY_PORT: String(registry),
-  TXSTREAM_REGISTRY_MANAGEMENT_PORT: String(mgmt),
-  TXSTREAM_BQ_PORT: String(bq),
-  TXSTREAM_BQ_GRPC_PORT: String(grpc),
-});
+const { stackDir, env: stackEnv, ports } = await privateStackEnv('txstream-broker-down-');
+const { kafka, registry } = ports;
+const settings: StackSettings = loadStackSettings(stackEnv);
 const brokers = `127.0.0.1:${kafka}`;
 const env = {
   ...process.env,

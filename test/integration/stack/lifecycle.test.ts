@@ -2,32 +2,21 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { portInUse } from '../../../src/stack/prerequisites.ts';
 import { isAlive as alive } from '../../../src/stack/processes.ts';
 import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
-import { freePorts } from '../../support/ports.ts';
+import { privateStackEnv } from '../../support/ports.ts';
 
 // Drives the real `txstream stack` commands against a second, private stack (own state directory and
 // ports, shared server cache) so the suite's own stack is untouched.
 
 const run = promisify(execFile);
-const stackDir = fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-stack-test-'));
-const [kafka, controller, registry, mgmt, bq, grpc] = await freePorts(6);
-const env = {
-  ...process.env,
-  TXSTREAM_STACK_DIR: stackDir,
-  TXSTREAM_KAFKA_PORT: String(kafka),
-  TXSTREAM_KAFKA_CONTROLLER_PORT: String(controller),
-  TXSTREAM_REGISTRY_PORT: String(registry),
-  TXSTREAM_REGISTRY_MANAGEMENT_PORT: String(mgmt),
-  TXSTREAM_BQ_PORT: String(bq),
-  TXSTREAM_BQ_GRPC_PORT: String(grpc),
-};
-const ports = [kafka!, controller!, registry!, mgmt!, bq!, grpc!];
+const { stackDir, env, ports: p } = await privateStackEnv('txstream-stack-test-');
+const { kafka, registry } = p;
+const ports = Object.values(p);
 
 function txstream(...args: string[]) {
   return run(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'txstream.js'), ...args], {
