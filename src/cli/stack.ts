@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { Argument, Option } from 'commander';
 import { SERVICES } from '../stack/services.ts';
@@ -46,7 +47,7 @@ export function registerStack(program: Command): void {
         const s = loadStackSettings();
         await down(s, say);
         if (opts.purge) {
-          for (const name of SERVICES) fs.rmSync(`${s.stackDir}/${name}`, { recursive: true, force: true });
+          for (const name of SERVICES) fs.rmSync(path.join(s.stackDir, name), { recursive: true, force: true });
           say(`  deleted stack data under ${s.stackDir}`);
         }
       }),

@@ -145,14 +145,19 @@ export async function stopProcess(
   return outcome;
 }
 
+/** The last `lines` lines of a file, reading at most its last 256 KiB (server logs grow large). */
 export function tailFile(file: string, lines: number): string {
+  let fd: number | undefined;
   try {
-    const text = fs.readFileSync(file, 'utf8');
-    return text
-      .split('\n')
-      .slice(-lines - 1)
-      .join('\n');
+    fd = fs.openSync(file, 'r');
+    const size = fs.fstatSync(fd).size;
+    const len = Math.min(size, 256 * 1024);
+    const buf = Buffer.alloc(len);
+    fs.readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8').split('\n').slice(-lines - 1).join('\n');
   } catch {
     return '';
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }
