@@ -11,6 +11,8 @@ import { createKafka, kafkaConnection } from '../kafka/client.ts';
 import { loadStackSettings } from '../stack/settings.ts';
 import { up } from '../stack/stack.ts';
 import { createBigQuery } from '../warehouse/client.ts';
+import { ensureFactTables } from '../warehouse/sql.ts';
+import { transactionRow } from '../pipeline/rows.ts';
 import { createGenerator } from '../workload/index.ts';
 import { asCliError } from './errors.ts';
 
@@ -104,54 +106,17 @@ async function runDemo(): Promise<void> {
 
   say(`5. stream it into BigQuery (${config.bigquery.apiEndpoint ?? 'Google'}) and query it back`);
   const bq = createBigQuery({ ...config.bigquery });
-  const dataset = bq.dataset(config.bigquery.dataset);
-  if (!(await dataset.exists())[0]) await dataset.create();
-  const table = dataset.table('demo_banking_transactions');
-  if (!(await table.exists())[0])
-    await table.create({
-      schema: {
-        fields: [
-          { name: 'transaction_id', type: 'STRING', mode: 'REQUIRED' },
-          { name: 'account_number', type: 'STRING', mode: 'REQUIRED' },
-          { name: 'amount', type: 'NUMERIC', mode: 'REQUIRED' },
-          { name: 'currency', type: 'STRING', mode: 'REQUIRED' },
-          { name: 'status', type: 'STRING', mode: 'REQUIRED' },
-          { name: 'transaction_timestamp', type: 'TIMESTAMP', mode: 'REQUIRED' },
-          { name: 'transaction_date', type: 'DATE', mode: 'REQUIRED' },
-          { name: 'created_at', type: 'TIMESTAMP', mode: 'REQUIRED' },
-          { name: 'kafka_topic', type: 'STRING' },
-          { name: 'kafka_partition', type: 'INTEGER' },
-          { name: 'kafka_offset', type: 'INTEGER' },
-        ],
-      },
-      timePartitioning: { type: 'DAY', field: 'transaction_date' },
-    });
-  const at = new Date(decoded.transaction_timestamp / 1000).toISOString();
-  const insertId = `${TOPIC}-${partition}-${offset}`;
-  await table.insert(
-    [
-      {
-        insertId,
-        json: {
-          transaction_id: decoded.transaction_id,
-          account_number: decoded.account_number,
-          amount: decoded.amount,
-          currency: decoded.currency,
-          status: decoded.status,
-          transaction_timestamp: at,
-          transaction_date: at.slice(0, 10),
-          created_at: new Date().toISOString(),
-          kafka_topic: TOPIC,
-          kafka_partition: partition,
-          kafka_offset: Number(offset),
-        },
-      },
-    ],
-    { raw: true },
-  );
+  await ensureFactTables(bq, config.bigquery.dataset, { location: config.bigquery.location });
+  const mapped = transactionRow(decoded, { topic: TOPIC, partition, offset }, Date.now() * 1000);
+  if (!mapped.ok) throw new Error(`cannot map the record: ${mapped.field}: ${mapped.reason}`);
+  const { insertId } = mapped.row;
+  await bq
+    .dataset(config.bigquery.dataset)
+    .table('fact_banking_transactions')
+    .insert([mapped.row], { raw: true });
   const [rows] = await bq.query({
     query: `SELECT transaction_id, amount, transaction_date, kafka_offset
-            FROM \`${config.bigquery.projectId}.${config.bigquery.dataset}.demo_banking_transactions\`
+            FROM \`${config.bigquery.projectId}.${config.bigquery.dataset}.fact_banking_transactions\`
             WHERE transaction_id = @id`,
     params: { id: decoded.transaction_id },
   });

@@ -8,12 +8,15 @@ import { TxstreamError } from '../errors.ts';
 import { createTopicAdmin } from '../kafka/admin.ts';
 import { kafkaConnection } from '../kafka/client.ts';
 import { createTopicCatalogue } from '../topics.ts';
+import { createBigQuery } from '../warehouse/client.ts';
+import { ensureFactTables } from '../warehouse/sql.ts';
 import { asCliError, CliError } from './errors.ts';
 
 interface InitOptions {
   topicPrefix?: string;
   schemasDir?: string;
   json?: boolean;
+  warehouse?: boolean;
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -53,6 +56,7 @@ export function registerInit(program: Command): void {
     .option('--topic-prefix <prefix>', 'prepend to every topic and subject name', '')
     .option('--schemas-dir <dir>', 'directory of the .avsc files (default: the packaged schemas/)')
     .option('--json', 'print the report as JSON')
+    .option('--no-warehouse', 'skip the BigQuery dataset and fact tables')
     .action(async (opts: InitOptions) => {
       let config;
       try {
@@ -69,8 +73,21 @@ export function registerInit(program: Command): void {
           admin,
           settings: config.topics,
         });
-        if (opts.json) say(JSON.stringify(report, null, 2));
-        else printReport(report);
+        // The fact tables belong to the same deployment step: a consumer started after init finds them.
+        const warehouse =
+          opts.warehouse === false
+            ? undefined
+            : await ensureFactTables(createBigQuery(config.bigquery), config.bigquery.dataset, {
+                location: config.bigquery.location,
+              });
+        if (opts.json) say(JSON.stringify({ ...report, ...(warehouse ? { warehouse } : {}) }, null, 2));
+        else {
+          printReport(report);
+          if (warehouse)
+            say(
+              `dataset  ${warehouse.dataset} ${warehouse.datasetCreated ? 'created' : 'found'}; tables ${warehouse.tables.join(', ')} ensured`,
+            );
+        }
       } catch (err) {
         if (err instanceof TxstreamError) throw new CliError(`init: ${err.message}`);
         if (err instanceof RangeError) throw new CliError(`init: ${err.message}`, 2);
