@@ -29,6 +29,14 @@ export const ERROR_CODES = [
   'SCHEMA_INVALID',
   /** Bytes are not in the Confluent wire format or do not decode with their schema. */
   'DECODE_FAILED',
+  /**
+   * A consumed value that must never reach the Avro decoder: null, oversized, wrongly framed,
+   * truncated, with trailing bytes, or with length prefixes and counts the bytes cannot back.
+   * Dead-lettered, never retried.
+   */
+  'POISON_RECORD',
+  /** A consumed value names a schema id the registry does not know; dead-lettered, never retried. */
+  'UNKNOWN_SCHEMA',
   /** A value could not be encoded although it passed validation (a bug, or a schema/type mismatch). */
   'ENCODE_FAILED',
 ] as const;
