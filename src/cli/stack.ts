@@ -47,7 +47,8 @@ export function registerStack(program: Command): void {
         const s = loadStackSettings();
         await down(s, say);
         if (opts.purge) {
-          for (const name of SERVICES) fs.rmSync(path.join(s.stackDir, name), { recursive: true, force: true });
+          for (const name of SERVICES)
+            fs.rmSync(path.join(s.stackDir, name), { recursive: true, force: true });
           say(`  deleted stack data under ${s.stackDir}`);
         }
       }),

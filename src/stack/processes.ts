@@ -154,7 +154,11 @@ export function tailFile(file: string, lines: number): string {
     const len = Math.min(size, 256 * 1024);
     const buf = Buffer.alloc(len);
     fs.readSync(fd, buf, 0, len, size - len);
-    return buf.toString('utf8').split('\n').slice(-lines - 1).join('\n');
+    return buf
+      .toString('utf8')
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch {
     return '';
   } finally {
