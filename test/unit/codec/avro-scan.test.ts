@@ -11,25 +11,7 @@ import {
 import type { ScanResult } from '../../../src/codec/avro-scan.ts';
 import { avroTypeOptions, createSchemaCatalog } from '../../../src/codec/schemas.ts';
 import { createGenerator, createRng } from '../../../src/workload/index.ts';
-
-/** Zig-zag varint, exact for any 64-bit value. */
-function zz(n: number | bigint): number[] {
-  const v = BigInt(n);
-  let z = v >= 0n ? v << 1n : (-v << 1n) - 1n;
-  const out: number[] = [];
-  do {
-    let b = Number(z & 0x7fn);
-    z >>= 7n;
-    if (z > 0n) b |= 0x80;
-    out.push(b);
-  } while (z > 0n);
-  return out;
-}
-
-function str(s: string): number[] {
-  const bytes = Buffer.from(s, 'utf8');
-  return [...zz(bytes.length), ...bytes];
-}
+import { str, zz } from '../../support/avro-bytes.ts';
 
 function reasonOf(r: ScanResult): string {
   assert.equal(r.ok, false, 'expected the scan to refuse');

@@ -14,20 +14,7 @@ import { createWireEncoder, frame } from '../../../src/codec/wire.ts';
 import { isTxstreamError, TxstreamError } from '../../../src/errors.ts';
 import { createGenerator, createRng } from '../../../src/workload/index.ts';
 import type { Rng } from '../../../src/workload/index.ts';
-
-/** Zig-zag varint, exact for any 64-bit value. */
-function zz(n: number | bigint): number[] {
-  const v = BigInt(n);
-  let z = v >= 0n ? v << 1n : (-v << 1n) - 1n;
-  const out: number[] = [];
-  do {
-    let b = Number(z & 0x7fn);
-    z >>= 7n;
-    if (z > 0n) b |= 0x80;
-    out.push(b);
-  } while (z > 0n);
-  return out;
-}
+import { zz } from '../../support/avro-bytes.ts';
 
 const catalog = createSchemaCatalog();
 const txV1 = catalog.load('BankingTransaction');
