@@ -147,3 +147,39 @@ test('synthetic records: the summary counts what the topic holds', async () => {
   assert.equal(summary.failed, 0);
   assert.equal(await countIn(`${prefix}banking.transactions.v1`), 2 + 5000);
 });
+
+test('records piped on stdin (-) are read as NDJSON', async () => {
+  const child = execFile(
+    process.execPath,
+    [
+      path.join(PROJECT_ROOT, 'bin', 'txstream.js'),
+      'produce',
+      'networks',
+      '-',
+      '--topic-prefix',
+      prefix,
+      '--json',
+    ],
+    { env, timeout: 60_000 },
+  );
+  const done = new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    let stdout = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.once('exit', (code) => resolve({ code, stdout }));
+  });
+  const network = {
+    network_id: 'ACH_TEST',
+    network_name: 'ACH test network',
+    network_type: 'ACH',
+    region: 'US',
+    country_code: 'US',
+    currency: 'USD',
+    is_active: true,
+    updated_at: '2026-01-05T00:00:00Z',
+  };
+  child.stdin!.end(`${JSON.stringify(network)}\n`);
+  const { code, stdout } = await done;
+  assert.equal(code, 0, stdout);
+  assert.equal((JSON.parse(stdout) as { sent: number }).sent, 1);
+  assert.equal(await countIn(`${prefix}ref.banking-networks.v1`), 1);
+});
