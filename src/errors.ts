@@ -39,6 +39,21 @@ export const ERROR_CODES = [
   'UNKNOWN_SCHEMA',
   /** A value could not be encoded although it passed validation (a bug, or a schema/type mismatch). */
   'ENCODE_FAILED',
+  /**
+   * The warehouse did not take a request for a reason that passes (HTTP 429 or 5xx, quotaExceeded,
+   * rateLimitExceeded, backendError, a dropped or refused connection). Retriable: the caller retries
+   * the same rows with backoff while their partitions stay paused.
+   */
+  'WAREHOUSE_UNAVAILABLE',
+  /** The warehouse refused one row for good (a per-row insert error, or a row it keeps failing on); dead-lettered. */
+  'WAREHOUSE_REJECTED',
+  /**
+   * The warehouse refused a whole request for a reason retrying will not fix (credentials, permissions,
+   * missing dataset or table, malformed request). Not a row problem: the writer must stop, nothing is committed.
+   */
+  'WAREHOUSE_ERROR',
+  /** A request exceeded the warehouse's size or row-count limit; the caller splits it (a single row is dead-lettered). */
+  'REQUEST_TOO_LARGE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
