@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerDemo } from './demo.ts';
 import { registerInit } from './init.ts';
+import { registerConsume } from './consume.ts';
 import { registerProduce } from './produce.ts';
 import { registerStack } from './stack.ts';
 import { CliError } from './errors.ts';
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerStack(program);
   registerProduce(program);
+  registerConsume(program);
   registerDemo(program);
   registerInit(program);
   return program;

@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config/config.ts';
+import { buildConsumerApp } from '../app.ts';
+import { asCliError, CliError } from './errors.ts';
+
+// `txstream consume`: the warehouse consumer group. Runs until SIGTERM/SIGINT, then stops fetching,
+// writes and commits what it holds, leaves the group and exits 0.
+
+interface ConsumeOptions {
+  group: string;
+  topicPrefix: string;
+}
+
+export function registerConsume(program: Command): void {
+  program
+    .command('consume')
+    .description('stream the fact topics into BigQuery (consumer group; Ctrl-C or SIGTERM stops cleanly)')
+    .option('--group <id>', 'consumer group id', 'txstream-warehouse')
+    .option('--topic-prefix <prefix>', 'prefix of the topic names (as given to txstream init)', '')
+    .action(async (opts: ConsumeOptions) => {
+      let config;
+      try {
+        config = loadConfig();
+      } catch (err) {
+        throw asCliError(err);
+      }
+      if (!config.streaming.enabled)
+        // Refused rather than silently streaming: whoever set it expects load jobs and their costs.
+        throw new CliError(
+          'ENABLE_BQ_STREAMING=false (load-job mode) is not implemented yet; unset it to stream',
+          2,
+        );
+      const app = await buildConsumerApp({ config, groupId: opts.group, topicPrefix: opts.topicPrefix });
+      const stopped = new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          app.logger.info({ signal }, 'stopping: flushing and committing before leaving the group');
+          app
+            .stop()
+            .catch((err: unknown) => app.logger.error({ err: (err as Error).message }, 'unclean stop'))
+            .finally(resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      await app.start();
+      app.logger.info({ group: opts.group, topics: app.topics }, 'consuming');
+      await stopped;
+      app.logger.info({}, 'stopped');
+    });
+}

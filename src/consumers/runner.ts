@@ -1,0 +1,352 @@
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import type { GuardedDecoder } from '../codec/guarded-decoder.ts';
+import { peekSchemaId } from '../codec/guarded-decoder.ts';
+import { isTxstreamError } from '../errors.ts';
+import type { BatchPolicy } from '../pipeline/batch-policy.ts';
+import { createBatchPolicy, halve } from '../pipeline/batch-policy.ts';
+import type { OffsetTracker } from '../pipeline/offsets.ts';
+import { createOffsetTracker } from '../pipeline/offsets.ts';
+import type { InsertRow, KafkaLineage, RowResult } from '../pipeline/rows.ts';
+
+// The generic batch runner: fetch → decode → map → micro-batch → sink → commit. Every consumed
+// record ends in the table or the DLQ before its offset can be committed; offsets are committed per
+// partition as the highest contiguous acknowledged offset + 1 (src/pipeline/offsets.ts).
+//
+// kafkajs heartbeats from its own fetch loop, not from a background thread. So a write that retries
+// inside eachBatch calls heartbeat() between attempts, and a write started by the linger timer (outside
+// eachBatch) pauses the topics it holds rows for, letting the loop heartbeat while it waits.
+
+export interface TopicBinding {
+  topic: string;
+  table: string;
+  map(record: unknown, lineage: KafkaLineage, ingestedAtMicros: number): RowResult<Record<string, unknown>>;
+}
+
+export interface SinkRowResult {
+  ok: boolean;
+  reason?: string;
+}
+
+/** The warehouse port as the runner needs it: per-row outcomes, throws only for whole-request failures. */
+export interface RunnerSink {
+  insert(table: string, rows: readonly InsertRow<Record<string, unknown>>[]): Promise<SinkRowResult[]>;
+}
+
+export interface DeadLetter {
+  source: { topic: string; partition: number; offset: string; timestamp?: string };
+  key: Buffer | null;
+  value: Buffer | null;
+  headers?: KafkaMessage['headers'];
+  error: { code: string; reason: string; stage: 'decode' | 'validate' | 'map' | 'warehouse' };
+  schemaId?: number;
+}
+
+export interface RunnerDlq {
+  /** Resolves once the broker acknowledged every entry. */
+  publish(entries: readonly DeadLetter[]): Promise<void>;
+}
+
+export interface RunnerMetrics {
+  consumed(topic: string, n: number): void;
+  inserted(topic: string, n: number): void;
+  deadLettered(topic: string, n: number): void;
+  insertLatency(ms: number, rows: number, bytes: number): void;
+  endToEnd(ms: number): void;
+}
+
+export interface RunnerLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface RunnerOptions {
+  consumer: Consumer;
+  bindings: readonly TopicBinding[];
+  decoder: GuardedDecoder;
+  sink: RunnerSink;
+  dlq: RunnerDlq;
+  batch: { maxRows: number; maxBytes?: number; lingerMs: number };
+  logger: RunnerLogger;
+  metrics?: RunnerMetrics;
+  /** Monotonic ms clock for lingering; wall clock for ingestion time. */
+  now?: () => number;
+  wallMicros?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+  retry?: { initialMs: number; maxMs: number };
+}
+
+interface Pending {
+  topic: string;
+  partition: number;
+  offset: string;
+  timestamp: string;
+  message: KafkaMessage;
+  schemaId: number;
+  row: InsertRow<Record<string, unknown>>;
+}
+
+export interface Runner {
+  start(): Promise<void>;
+  /** Stop fetching, flush, wait for writes, commit, leave the group. */
+  stop(): Promise<void>;
+  /** Rows buffered and not yet written (for tests and health). */
+  buffered(): number;
+}
+
+export function createRunner(o: RunnerOptions): Runner {
+  const now = o.now ?? (() => performance.now());
+  const wallMicros = o.wallMicros ?? (() => Date.now() * 1000);
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const random = o.random ?? Math.random;
+  const retry = o.retry ?? { initialMs: 200, maxMs: 30_000 };
+  const bindings = new Map(o.bindings.map((b) => [b.topic, b]));
+  const tracker: OffsetTracker = createOffsetTracker();
+  const policies = new Map<string, BatchPolicy<Pending>>();
+  for (const b of o.bindings)
+    policies.set(
+      b.topic,
+      createBatchPolicy<Pending>(
+        {
+          maxRows: o.batch.maxRows,
+          lingerMs: o.batch.lingerMs,
+          ...(o.batch.maxBytes ? { maxBytes: o.batch.maxBytes } : {}),
+        },
+        now,
+      ),
+    );
+  let chain: Promise<void> = Promise.resolve();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopping = false;
+  let inBatch: Promise<void> | undefined;
+
+  /** One write or commit at a time: eachBatch and the linger timer would otherwise interleave. */
+  function serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = chain.then(fn);
+    chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  async function withRetry<T>(
+    what: string,
+    fn: () => Promise<T>,
+    heartbeat?: () => Promise<void>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        const retriable = isTxstreamError(err) ? err.retriable : true;
+        if (!retriable || (stopping && attempt >= 3)) throw err;
+        // Full jitter: many members retrying against one quota must not synchronise.
+        const cap = Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt, 16));
+        const wait = Math.round(random() * cap);
+        o.logger.warn(
+          { what, attempt, waitMs: wait, err: (err as Error).message },
+          'transient failure, retrying',
+        );
+        await sleep(wait);
+        if (heartbeat) await heartbeat().catch(() => undefined);
+      }
+    }
+  }
+
+  function ackAll(items: readonly { topic: string; partition: number; offset: string }[]): void {
+    for (const i of items) tracker.ack(i.topic, i.partition, i.offset);
+  }
+
+  function deadLetterOf(
+    p: Pending,
+    stage: DeadLetter['error']['stage'],
+    code: string,
+    reason: string,
+  ): DeadLetter {
+    return {
+      source: { topic: p.topic, partition: p.partition, offset: p.offset, timestamp: p.timestamp },
+      key: p.message.key ?? null,
+      value: p.message.value ?? null,
+      headers: p.message.headers,
+      error: { code, reason, stage },
+      schemaId: p.schemaId,
+    };
+  }
+
+  /** Writes one batch; rows the warehouse refuses go to the DLQ; too-large requests are split. */
+  async function write(
+    binding: TopicBinding,
+    items: Pending[],
+    heartbeat?: () => Promise<void>,
+  ): Promise<void> {
+    if (items.length === 0) return;
+    const started = now();
+    let results: SinkRowResult[];
+    try {
+      results = await withRetry(
+        `insert ${binding.table}`,
+        () =>
+          o.sink.insert(
+            binding.table,
+            items.map((i) => i.row),
+          ),
+        heartbeat,
+      );
+    } catch (err) {
+      if (isTxstreamError(err, 'REQUEST_TOO_LARGE')) {
+        const halves = halve(items);
+        if (halves) {
+          await write(binding, halves[0], heartbeat);
+          await write(binding, halves[1], heartbeat);
+          return;
+        }
+        results = [{ ok: false, reason: (err as Error).message }];
+      } else throw err;
+    }
+    const rejected: DeadLetter[] = [];
+    const landed: Pending[] = [];
+    results.forEach((r, i) => {
+      const item = items[i]!;
+      if (r.ok) landed.push(item);
+      else rejected.push(deadLetterOf(item, 'warehouse', 'WAREHOUSE_REJECTED', r.reason ?? 'rejected'));
+    });
+    if (rejected.length) await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
+    ackAll(items);
+    o.metrics?.insertLatency(now() - started, items.length, 0);
+    o.metrics?.inserted(binding.topic, landed.length);
+    if (rejected.length) o.metrics?.deadLettered(binding.topic, rejected.length);
+    const wall = wallMicros() / 1000;
+    for (const l of landed) o.metrics?.endToEnd(wall - Number(l.timestamp));
+  }
+
+  async function commit(): Promise<void> {
+    const offsets = tracker.committable();
+    if (offsets.length === 0) return;
+    await o.consumer.commitOffsets(offsets);
+    tracker.markCommitted(offsets);
+  }
+
+  /** Flushes every table whose batch is due (or all of them), then commits what became contiguous. */
+  async function flush(all: boolean, heartbeat?: () => Promise<void>): Promise<void> {
+    for (const [topic, policy] of policies) {
+      const due = policy.untilNext();
+      if (due === undefined || (!all && due > 0)) continue;
+      await write(bindings.get(topic)!, policy.flush(), heartbeat);
+    }
+    await withRetry('commit', commit, heartbeat);
+  }
+
+  function schedule(): void {
+    if (timer || stopping) return;
+    let next: number | undefined;
+    for (const p of policies.values()) {
+      const d = p.untilNext();
+      if (d !== undefined) next = next === undefined ? d : Math.min(next, d);
+    }
+    if (next === undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      // Pause the topics with rows in flight so kafkajs keeps heartbeating while a write retries.
+      const topics = [...policies].filter(([, p]) => p.size > 0).map(([topic]) => ({ topic }));
+      o.consumer.pause(topics);
+      serialized(() => flush(false))
+        .catch((err: unknown) => o.logger.error({ err: (err as Error).message }, 'flush failed'))
+        .finally(() => {
+          o.consumer.resume(topics);
+          schedule();
+        });
+    }, next);
+  }
+
+  async function eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
+    const binding = bindings.get(batch.topic);
+    if (!binding) return;
+    const policy = policies.get(batch.topic)!;
+    await withRetry(
+      'fetch schemas',
+      () => o.decoder.prepare(batch.messages.map((m) => peekSchemaId(m.value))),
+      heartbeat,
+    );
+    const dead: DeadLetter[] = [];
+    o.metrics?.consumed(batch.topic, batch.messages.length);
+    for (const message of batch.messages) {
+      if (!isRunning() || isStale() || stopping) break;
+      if (!tracker.track(batch.topic, batch.partition, message.offset)) {
+        resolveOffset(message.offset);
+        continue; // a re-delivery of a record already in flight or done
+      }
+      const lineage = { topic: batch.topic, partition: batch.partition, offset: message.offset };
+      const base = {
+        ...lineage,
+        timestamp: message.timestamp,
+        message,
+        schemaId: peekSchemaId(message.value) ?? -1,
+      };
+      const decoded = o.decoder.decode(message.value);
+      if (!decoded.ok) {
+        dead.push(deadLetterOf(base as Pending, 'decode', decoded.code, decoded.reason));
+      } else {
+        const mapped = binding.map(decoded.value, { ...lineage, schemaId: decoded.schemaId }, wallMicros());
+        if (!mapped.ok) {
+          dead.push(
+            deadLetterOf(base as Pending, 'map', 'INVALID_RECORD', `${mapped.field}: ${mapped.reason}`),
+          );
+        } else {
+          const item: Pending = { ...base, schemaId: decoded.schemaId, row: mapped.row };
+          const outcome = policy.add(item, mapped.bytes);
+          if (outcome === 'too-large')
+            dead.push(
+              deadLetterOf(
+                item,
+                'warehouse',
+                'REQUEST_TOO_LARGE',
+                `row of ${mapped.bytes} bytes exceeds the request limit`,
+              ),
+            );
+          else if (outcome === 'full') await serialized(() => write(binding, policy.flush(), heartbeat));
+        }
+      }
+      resolveOffset(message.offset);
+    }
+    if (dead.length) {
+      await serialized(async () => {
+        await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);
+        ackAll(dead.map((d) => d.source));
+        o.metrics?.deadLettered(batch.topic, dead.length);
+      });
+    }
+    await serialized(() => withRetry('commit', commit, heartbeat));
+    await heartbeat();
+    schedule();
+  }
+
+  return {
+    async start() {
+      await o.consumer.subscribe({ topics: [...bindings.keys()], fromBeginning: true });
+      await o.consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: 1,
+        eachBatch: (payload) => {
+          inBatch = eachBatch(payload);
+          return inBatch;
+        },
+      });
+    },
+    async stop() {
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      // kafkajs forgets the group on stop(), after which nothing can be committed. So: no new batches
+      // (pause, and the loop above breaks), wait for the batch in progress, write and commit
+      // everything while still a member, and only then leave the group.
+      o.consumer.pause([...bindings.keys()].map((topic) => ({ topic })));
+      await inBatch?.catch(() => undefined);
+      await serialized(() => flush(true));
+      await o.consumer.disconnect();
+    },
+    buffered: () => [...policies.values()].reduce((n, p) => n + p.size, 0),
+  };
+}

@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import type { Admin } from 'kafkajs';
+import { createRegistryClient } from '../../../src/codec/registry.ts';
+import { createSchemaCatalog } from '../../../src/codec/schemas.ts';
+import { createWireEncoder } from '../../../src/codec/wire.ts';
+import { createKafka } from '../../../src/kafka/client.ts';
+import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
+import { createBigQuery } from '../../../src/warehouse/client.ts';
+import { createGenerator } from '../../../src/workload/index.ts';
+import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
+
+// txstream consume end to end on the shared stack: generated facts and poison records go in; every
+// good record lands once in BigQuery, every bad one in the DLQ; SIGTERM exits 0 with everything
+// committed, and a restart writes nothing twice.
+
+const run = promisify(execFile);
+const e = testEndpoints();
+const prefix = `${uniqueName('consume')}.`;
+const dataset = uniqueName('consume');
+const env = {
+  ...process.env,
+  KAFKA_BROKERS: e.kafkaBrokers.join(','),
+  SCHEMA_REGISTRY_URL: e.schemaRegistryUrl,
+  BQ_API_ENDPOINT: e.bqApiEndpoint,
+  GCP_PROJECT_ID: e.bqProjectId,
+  BQ_DATASET: dataset,
+  TOPIC_PARTITIONS: '3',
+  BQ_STREAMING_INTERVAL_MS: '200',
+  LOG_LEVEL: 'warn',
+};
+const bin = path.join(PROJECT_ROOT, 'bin', 'txstream.js');
+const TX = `${prefix}banking.transactions.v1`;
+const group = uniqueName('warehouse');
+const bq = createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoint });
+let admin: Admin;
+
+async function count(sql: string): Promise<number> {
+  const [rows] = await bq.query({ query: sql });
+  return Number((rows[0] as { n: number }).n);
+}
+const txRows = () =>
+  count(`SELECT COUNT(*) AS n FROM \`${e.bqProjectId}.${dataset}.fact_banking_transactions\``);
+const txDistinct = () =>
+  count(
+    `SELECT COUNT(DISTINCT transaction_id) AS n FROM \`${e.bqProjectId}.${dataset}.fact_banking_transactions\``,
+  );
+const jobRows = () => count(`SELECT COUNT(*) AS n FROM \`${e.bqProjectId}.${dataset}.fact_job_executions\``);
+async function topicCount(topic: string): Promise<number> {
+  const offsets = await admin.fetchTopicOffsets(topic);
+  return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+}
+async function until(what: string, cond: () => Promise<boolean>, ms = 90_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await sleep(250);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+function consume() {
+  const child = spawn(process.execPath, [bin, 'consume', '--topic-prefix', prefix, '--group', group], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exited, output: () => output };
+}
+
+before(async () => {
+  admin = createKafka({ brokers: e.kafkaBrokers, clientId: 'consume-test' }).admin();
+  await admin.connect();
+  await run(process.execPath, [bin, 'init', '--topic-prefix', prefix], { env, timeout: 60_000 });
+});
+after(async () => {
+  await admin.disconnect();
+  await bq
+    .dataset(dataset)
+    .delete({ force: true })
+    .catch(() => undefined);
+});
+
+test(
+  'facts land once, poison goes to the DLQ, SIGTERM commits everything, a restart adds nothing',
+  { timeout: 240_000 },
+  async () => {
+    const N = 3000;
+    await run(
+      process.execPath,
+      [
+        bin,
+        'produce',
+        'transactions',
+        '--synthetic',
+        '--count',
+        String(N),
+        '--seed',
+        '21',
+        '--topic-prefix',
+        prefix,
+      ],
+      { env },
+    );
+    await run(
+      process.execPath,
+      [
+        bin,
+        'produce',
+        'job-executions',
+        '--synthetic',
+        '--count',
+        '400',
+        '--seed',
+        '21',
+        '--topic-prefix',
+        prefix,
+      ],
+      { env },
+    );
+
+    // Poison: wrong magic byte, an unregistered schema id, an array-length bomb behind a valid id, and a
+    // well-formed record that breaks a business rule (amount 0) written past the producer's checks.
+    const registry = createRegistryClient({ url: e.schemaRegistryUrl });
+    const tx = createSchemaCatalog().load('BankingTransaction');
+    const id = (await registry.lookup(`${TX}-value`, tx.text))!.id;
+    const [sample] = createGenerator({ seed: 99, startTime: new Date('2026-01-05T00:00:00Z') }).transactions({
+      count: 1,
+    });
+    const zeroAmount = createWireEncoder(id, tx.type)({ ...sample!, amount: '0.00' });
+    const header = Buffer.alloc(5);
+    header.writeInt32BE(id, 1);
+    const poison = [
+      Buffer.from([1, 0, 0, 0, 1, 2, 3]),
+      Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 2, 0x41]),
+      Buffer.concat([header, Buffer.from([0xfe, 0xff, 0xff, 0xff, 0x0f, 0x41])]),
+      zeroAmount,
+    ];
+    const producer = createKafka({ brokers: e.kafkaBrokers, clientId: 'poison' }).producer();
+    await producer.connect();
+    await producer.send({
+      topic: TX,
+      acks: -1,
+      messages: poison.map((value, i) => ({ key: `poison-${i}`, value })),
+    });
+    await producer.disconnect();
+
+    const first = consume();
+    await until('all facts in BigQuery and the poison in the DLQ', async () => {
+      const [t, j, d] = await Promise.all([txDistinct(), jobRows(), topicCount(`${TX}.dlq`)]);
+      return t === N && j === 400 && d === poison.length;
+    });
+    first.child.kill('SIGTERM');
+    assert.equal(await first.exited, 0, first.output());
+    assert.equal(await txRows(), N, 'no duplicate rows');
+
+    // Everything consumed is committed: the group's offsets reach each partition's end.
+    const committed = await admin.fetchOffsets({ groupId: group, topics: [TX] });
+    const ends = await admin.fetchTopicOffsets(TX);
+    for (const p of committed[0]!.partitions) {
+      assert.equal(p.offset, ends.find((x) => x.partition === p.partition)!.high, `partition ${p.partition}`);
+    }
+
+    // A clean restart finds nothing to do.
+    const second = consume();
+    // Once it holds the partitions it has seen the committed offsets and has nothing to fetch.
+    await until('the restarted member to join', async () => {
+      const { groups } = await admin.describeGroups([group]);
+      return groups[0]?.state === 'Stable' && groups[0].members.length === 1;
+    });
+    second.child.kill('SIGTERM');
+    assert.equal(await second.exited, 0, second.output());
+    assert.equal(await txRows(), N);
+    assert.equal(await jobRows(), 400);
+    assert.equal(await topicCount(`${TX}.dlq`), poison.length);
+  },
+);
