@@ -50,7 +50,7 @@ export interface RunnerMetrics {
   consumed(topic: string, n: number): void;
   inserted(topic: string, n: number): void;
   deadLettered(topic: string, n: number): void;
-  insertLatency(ms: number, rows: number, bytes: number): void;
+  insertLatency(ms: number, rows: number): void;
   endToEnd(ms: number): void;
 }
 
@@ -214,7 +214,7 @@ export function createRunner(o: RunnerOptions): Runner {
     });
     if (rejected.length) await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
     ackAll(items);
-    o.metrics?.insertLatency(now() - started, items.length, 0);
+    o.metrics?.insertLatency(now() - started, items.length);
     o.metrics?.inserted(binding.topic, landed.length);
     if (rejected.length) o.metrics?.deadLettered(binding.topic, rejected.length);
     const wall = wallMicros() / 1000;
