@@ -35,10 +35,11 @@ const { CompressionTypes, Partitioners } = kafkajs;
 
 export type Compression = 'gzip' | 'none';
 
+/** What kafkajs sends as is: dead letters carry binary or null keys, tombstones and Buffer headers. */
 export interface OutgoingMessage {
-  key: string;
-  value: Buffer;
-  headers?: Record<string, string>;
+  key: string | Buffer | null;
+  value: Buffer | null;
+  headers?: Record<string, string | Buffer | (string | Buffer)[]>;
 }
 
 export interface Ack {

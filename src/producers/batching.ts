@@ -243,7 +243,7 @@ export function createBatchingProducer<T>(parts: BatchingProducerParts<T>): Topi
         results.push(Promise.resolve({ index, status: 'rejected', errors: checked.errors }));
         continue;
       }
-      let message: OutgoingMessage;
+      let message: OutgoingMessage & { key: string; value: Buffer };
       try {
         message = { key: parts.key(checked.value), value: parts.encode(checked.value) };
       } catch (err) {

@@ -1,5 +1,5 @@
 import { TxstreamError } from '../errors.ts';
-import type { OutgoingMessage, RecordSender } from '../kafka/producer.ts';
+import type { RecordSender } from '../kafka/producer.ts';
 
 // The dead-letter producer. DESIGN.md: every consumed record ends in the table or in the DLQ topic,
 // with its original bytes and headers saying why; and a record's offset may only be committed once the
@@ -349,12 +349,7 @@ export function createDlqPublisher(options: DlqPublisherOptions): DlqPublisher {
           const what = `dead-lettering ${c.length} records to ${topic} failed`;
           let acks: unknown[];
           try {
-            // The cast is the only place the DLQ leaves OutgoingMessage's types: a dead letter needs a
-            // Buffer-or-null key and value and Buffer header values, which OutgoingMessage does not
-            // declare (string key, Buffer value, string headers). createKafkaSender hands key, value
-            // and headers to kafkajs unchanged, and kafkajs accepts all of these, so the bytes on the
-            // wire are exactly the entry's. Remove the cast once OutgoingMessage is widened.
-            acks = await sender.send(topic, c as unknown as OutgoingMessage[]);
+            acks = await sender.send(topic, c);
           } catch (err) {
             throw failure(err, what);
           }

@@ -34,7 +34,7 @@ function fakeSender() {
           ack: () =>
             resolve(
               messages.map((m) => {
-                const partition = m.key.length % 2;
+                const partition = (m.key ?? '').length % 2;
                 const offset = offsets.get(partition) ?? 0;
                 offsets.set(partition, offset + 1);
                 return { partition, offset: String(offset) };
@@ -235,7 +235,7 @@ describe('batching', () => {
     s.sends[2]!.ack();
     await Promise.all([a, b, c]);
     assert.deepEqual(
-      s.sends.map((x) => x.messages.map((m) => JSON.parse(m.value.toString()).id)),
+      s.sends.map((x) => x.messages.map((m) => JSON.parse(m.value!.toString()).id)),
       [
         ['r0', 'r1'],
         ['r2', 'r3'],
