@@ -9,6 +9,9 @@ import type { RunnerSink, TopicBinding } from './consumers/runner.ts';
 import { createRunner } from './consumers/runner.ts';
 import { createKafka, kafkaConnection } from './kafka/client.ts';
 import { createKafkaSender } from './kafka/producer.ts';
+import { createConsumerMetrics } from './observability/metrics.ts';
+import type { ObservabilityServer } from './observability/server.ts';
+import { startObservabilityServer } from './observability/server.ts';
 import { jobExecutionRow, transactionRow } from './pipeline/rows.ts';
 import type { KafkaLineage, RowResult } from './pipeline/rows.ts';
 import { createDlqPublisher } from './producers/dlq.ts';
@@ -22,6 +25,8 @@ import { createBigQuerySink } from './warehouse/sink.ts';
 export interface ConsumerApp {
   topics: string[];
   logger: pino.Logger;
+  /** The metrics server's bound port once started; undefined when METRICS_PORT=0. */
+  metricsPort(): number | undefined;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -101,6 +106,22 @@ export async function buildConsumerApp(o: {
   const dlq = createDlqPublisher({ sender });
   const kafka = createKafka(kafkaConnection(config, 'consumer'));
   const consumer = kafka.consumer({ groupId: o.groupId, allowAutoTopicCreation: false });
+  const metrics = createConsumerMetrics();
+  // Ready = a running group member. kafkajs emits GROUP_JOIN after every (re)join, including the one
+  // after it restarts itself from a retriable crash; STOP and CRASH take readiness away.
+  let ready = false;
+  let stopping = false;
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    if (!stopping) ready = true;
+  });
+  consumer.on(consumer.events.STOP, () => {
+    ready = false;
+  });
+  consumer.on(consumer.events.CRASH, (e) => {
+    ready = false;
+    logger.error({ err: e.payload.error.message, restart: e.payload.restart }, 'consumer crashed');
+  });
+  let server: ObservabilityServer | undefined;
   const runner = createRunner({
     consumer,
     bindings,
@@ -109,17 +130,42 @@ export async function buildConsumerApp(o: {
     dlq,
     batch: { maxRows: config.streaming.batchSize, lingerMs: config.streaming.intervalMs },
     logger,
+    metrics: metrics.runner,
   });
   return {
     topics: bindings.map((b) => b.topic),
     logger,
+    metricsPort: () => server?.port,
     async start() {
-      await consumer.connect();
-      await runner.start();
+      // Up before the consumer connects, so a liveness probe answers during a slow start-up.
+      if (config.metrics.port !== 0) {
+        server = await startObservabilityServer({
+          registry: metrics.registry,
+          ready: () => ready,
+          host: config.metrics.host,
+          port: config.metrics.port,
+          onError: (err) => logger.error({ err: err.message }, 'metrics server error'),
+        });
+        logger.info({ host: config.metrics.host, port: server.port }, 'metrics and probes listening');
+      }
+      try {
+        await consumer.connect();
+        await runner.start();
+      } catch (err) {
+        // An open listener would keep the process alive after a failed start.
+        await server?.close().catch(() => undefined);
+        throw err;
+      }
     },
     async stop() {
-      await runner.stop();
-      await sender.close();
+      stopping = true;
+      ready = false;
+      try {
+        await runner.stop();
+        await sender.close();
+      } finally {
+        await server?.close();
+      }
     },
   };
 }

@@ -51,6 +51,9 @@ const schema = z.object({
   TOPIC_PARTITIONS: int(1, 10_000).default(6),
   TOPIC_REPLICATION_FACTOR: int(1, 32).default(1),
   TOPIC_RETENTION_MS: int(60_000, Number.MAX_SAFE_INTEGER).default(7 * 86_400_000),
+  // 9464: the port the OpenTelemetry Prometheus exporter uses by convention. 0 disables the server.
+  METRICS_PORT: int(0, 65_535).default(9464),
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -68,6 +71,8 @@ export interface Config {
   bigquery: { projectId: string; apiEndpoint?: string; keyFile?: string; dataset: string; location: string };
   streaming: { enabled: boolean; batchSize: number; intervalMs: number };
   topics: { partitions: number; replicationFactor: number; retentionMs: number };
+  /** The /metrics, /healthz, /readyz server of long-running commands; port 0 means no server. */
+  metrics: { host: string; port: number };
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
@@ -177,6 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       replicationFactor: v.TOPIC_REPLICATION_FACTOR,
       retentionMs: v.TOPIC_RETENTION_MS,
     },
+    metrics: { host: v.METRICS_HOST, port: v.METRICS_PORT },
     logLevel: v.LOG_LEVEL,
   };
   return deepFreeze(config);

@@ -31,6 +31,8 @@ const env = {
   BQ_DATASET: dataset,
   TOPIC_PARTITIONS: '3',
   BQ_STREAMING_INTERVAL_MS: '200',
+  // No metrics server: files run concurrently, and the default port would collide (metrics.test.ts covers it).
+  METRICS_PORT: '0',
   LOG_LEVEL: 'warn',
 };
 const bin = path.join(PROJECT_ROOT, 'bin', 'txstream.js');

@@ -1,0 +1,73 @@
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import type { RunnerMetrics } from '../consumers/runner.ts';
+
+// One registry per app, never prom-client's global default: two apps in one process (tests, a future
+// combined deployment) must not share or double-register series.
+
+export interface ConsumerMetrics {
+  registry: Registry;
+  /** The runner's hook interface, backed by the series below. */
+  runner: RunnerMetrics;
+}
+
+// Insert latency and end-to-end latency: the target is well under the seed's 5 s, the tail under retries
+// can reach the backoff cap (30 s), so the buckets span 5 ms to a minute.
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+// Batch sizes up to BQ_STREAMING_BATCH_SIZE's maximum (50,000).
+const ROW_BUCKETS = [1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000];
+
+export function createConsumerMetrics(o: { defaultMetrics?: boolean } = {}): ConsumerMetrics {
+  const registry = new Registry();
+  if (o.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const consumed = new Counter({
+    name: 'txstream_records_consumed_total',
+    help: 'Records fetched from Kafka, per topic (re-deliveries included).',
+    labelNames: ['topic'] as const,
+    registers: [registry],
+  });
+  const inserted = new Counter({
+    name: 'txstream_records_inserted_total',
+    help: 'Rows BigQuery acknowledged, per source topic.',
+    labelNames: ['topic'] as const,
+    registers: [registry],
+  });
+  const deadLettered = new Counter({
+    name: 'txstream_records_dead_lettered_total',
+    help: 'Records the DLQ producer acknowledged, per source topic.',
+    labelNames: ['topic'] as const,
+    registers: [registry],
+  });
+  const batchRows = new Histogram({
+    name: 'txstream_insert_batch_rows',
+    help: 'Rows per BigQuery insert request (after splitting too-large requests).',
+    buckets: ROW_BUCKETS,
+    registers: [registry],
+  });
+  const insertLatency = new Histogram({
+    name: 'txstream_insert_latency_seconds',
+    help: 'Time from starting a batch insert to its acknowledgement, retries included.',
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const endToEnd = new Histogram({
+    name: 'txstream_end_to_end_latency_seconds',
+    help: 'Time from the Kafka record timestamp to the BigQuery acknowledgement of its row.',
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  return {
+    registry,
+    runner: {
+      consumed: (topic, n) => consumed.inc({ topic }, n),
+      inserted: (topic, n) => inserted.inc({ topic }, n),
+      deadLettered: (topic, n) => deadLettered.inc({ topic }, n),
+      insertLatency: (ms, rows) => {
+        insertLatency.observe(ms / 1000);
+        batchRows.observe(rows);
+      },
+      // Clock skew between producer and consumer hosts can make this negative; clamp rather than
+      // let one skewed producer poison the histogram's sum.
+      endToEnd: (ms) => endToEnd.observe(Math.max(0, ms) / 1000),
+    },
+  };
+}

@@ -1,0 +1,69 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+// The metrics and probe endpoint: GET /metrics (Prometheus text), /healthz (liveness: the process
+// answers), /readyz (readiness: the consumer is a running group member). Plain node:http is enough for
+// three read-only routes.
+
+export interface ObservabilityServer {
+  /** The bound port (useful when listening on port 0). */
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startObservabilityServer(o: {
+  registry: Registry;
+  ready: () => boolean;
+  host: string;
+  port: number;
+  onError?: (err: Error) => void;
+}): Promise<ObservabilityServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const text = (status: number, body: string) =>
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' }).end(body);
+    switch (path) {
+      case '/metrics':
+        o.registry.metrics().then(
+          (body) => res.writeHead(200, { 'content-type': o.registry.contentType }).end(body),
+          (err: unknown) => {
+            o.onError?.(err as Error);
+            text(500, 'metrics collection failed\n');
+          },
+        );
+        return;
+      case '/healthz':
+        text(200, 'ok\n');
+        return;
+      case '/readyz':
+        if (o.ready()) text(200, 'ready\n');
+        else text(503, 'not ready\n');
+        return;
+      default:
+        text(404, 'not found\n');
+    }
+  });
+  // A scrape must not keep the process alive after stop().
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  if (o.onError) server.on('error', o.onError);
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
+import { createBigQuery } from '../../../src/warehouse/client.ts';
+import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
+import { freePorts } from '../../support/ports.ts';
+
+// txstream consume's metrics and probes on the shared stack: /readyz turns 200 once the member has
+// joined its group, and /metrics counts exactly the rows that landed in BigQuery.
+
+const run = promisify(execFile);
+const e = testEndpoints();
+const prefix = `${uniqueName('metrics')}.`;
+const dataset = uniqueName('metrics');
+const TX = `${prefix}banking.transactions.v1`;
+const JOBS = `${prefix}rpa.job-executions.v1`;
+const bin = path.join(PROJECT_ROOT, 'bin', 'txstream.js');
+const bq = createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoint });
+let port: number;
+let env: NodeJS.ProcessEnv;
+
+async function count(table: string): Promise<number> {
+  const [rows] = await bq.query({
+    query: `SELECT COUNT(*) AS n FROM \`${e.bqProjectId}.${dataset}.${table}\``,
+  });
+  return Number((rows[0] as { n: number }).n);
+}
+async function until(what: string, cond: () => Promise<boolean>, ms = 90_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond().catch(() => false)) return;
+    await sleep(250);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+const probe = (p: string) => fetch(`http://127.0.0.1:${port}${p}`);
+
+/** Sample values of the Prometheus text exposition, keyed by `name{labels}`. */
+async function scrape(): Promise<Map<string, number>> {
+  const res = await probe('/metrics');
+  assert.equal(res.status, 200);
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+before(async () => {
+  [port] = (await freePorts(1)) as [number];
+  env = {
+    ...process.env,
+    KAFKA_BROKERS: e.kafkaBrokers.join(','),
+    SCHEMA_REGISTRY_URL: e.schemaRegistryUrl,
+    BQ_API_ENDPOINT: e.bqApiEndpoint,
+    GCP_PROJECT_ID: e.bqProjectId,
+    BQ_DATASET: dataset,
+    TOPIC_PARTITIONS: '2',
+    BQ_STREAMING_INTERVAL_MS: '200',
+    METRICS_PORT: String(port),
+    LOG_LEVEL: 'warn',
+  };
+  await run(process.execPath, [bin, 'init', '--topic-prefix', prefix], { env, timeout: 60_000 });
+});
+after(async () => {
+  await bq
+    .dataset(dataset)
+    .delete({ force: true })
+    .catch(() => undefined);
+});
+
+test(
+  'readyz turns ready after the group join and /metrics counts what landed',
+  { timeout: 180_000 },
+  async () => {
+    const N = 600;
+    const J = 80;
+    for (const [kind, n] of [
+      ['transactions', N],
+      ['job-executions', J],
+    ] as const)
+      await run(
+        process.execPath,
+        [bin, 'produce', kind, '--synthetic', '--count', String(n), '--seed', '7', '--topic-prefix', prefix],
+        { env },
+      );
+
+    const child = spawn(
+      process.execPath,
+      [bin, 'consume', '--topic-prefix', prefix, '--group', uniqueName('metrics-group')],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await until('/healthz to answer', async () => (await probe('/healthz')).status === 200);
+      await until('/readyz to report ready', async () => (await probe('/readyz')).status === 200);
+      assert.equal((await probe('/nothing-here')).status, 404);
+
+      const inserted = (topic: string) => `txstream_records_inserted_total{topic="${topic}"}`;
+      await until('every row to land and be counted', async () => {
+        const m = await scrape();
+        return m.get(inserted(TX)) === N && m.get(inserted(JOBS)) === J;
+      });
+      // The counters agree with the warehouse, not just with the producer.
+      assert.equal(await count('fact_banking_transactions'), N);
+      assert.equal(await count('fact_job_executions'), J);
+      const m = await scrape();
+      assert.equal(m.get(inserted(TX)), N);
+      assert.equal(m.get(inserted(JOBS)), J);
+      assert.ok((m.get(`txstream_records_consumed_total{topic="${TX}"}`) ?? 0) >= N);
+      assert.equal(m.get(`txstream_records_dead_lettered_total{topic="${TX}"}`) ?? 0, 0);
+      assert.equal(m.get('txstream_insert_batch_rows_sum'), N + J);
+      assert.ok((m.get('txstream_insert_latency_seconds_count') ?? 0) > 0);
+      assert.equal(m.get('txstream_end_to_end_latency_seconds_count'), N + J);
+      assert.ok(m.has('process_resident_memory_bytes'));
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, output);
+    // Stopped means the listener is gone too.
+    await assert.rejects(probe('/healthz'));
+  },
+);

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createConsumerMetrics } from '../../../src/observability/metrics.ts';
+import { startObservabilityServer } from '../../../src/observability/server.ts';
+
+async function get(
+  port: number,
+  path: string,
+  method = 'GET',
+): Promise<{ status: number; body: string; type: string | null }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method });
+  return { status: res.status, body: await res.text(), type: res.headers.get('content-type') };
+}
+
+test('serves metrics, liveness and readiness; closes on request', async () => {
+  const metrics = createConsumerMetrics();
+  let ready = false;
+  const server = await startObservabilityServer({
+    registry: metrics.registry,
+    ready: () => ready,
+    host: '127.0.0.1',
+    port: 0,
+  });
+  try {
+    assert.ok(server.port > 0);
+    assert.equal((await get(server.port, '/healthz')).status, 200);
+    assert.equal((await get(server.port, '/readyz')).status, 503);
+    ready = true;
+    assert.equal((await get(server.port, '/readyz')).status, 200);
+    ready = false;
+    assert.equal((await get(server.port, '/readyz')).status, 503);
+    assert.equal((await get(server.port, '/nope')).status, 404);
+    assert.equal((await get(server.port, '/metrics', 'POST')).status, 405);
+
+    const before = await get(server.port, '/metrics');
+    assert.equal(before.status, 200);
+    assert.match(before.type ?? '', /^text\/plain; version=0\.0\.4/);
+    assert.match(before.body, /^# TYPE txstream_records_inserted_total counter$/m);
+    assert.doesNotMatch(before.body, /^txstream_records_inserted_total\{/m);
+    metrics.runner.inserted('banking.transactions.v1', 12);
+    metrics.runner.inserted('banking.transactions.v1', 30);
+    const after = await get(server.port, '/metrics?x=1');
+    assert.match(after.body, /^txstream_records_inserted_total\{topic="banking.transactions.v1"\} 42$/m);
+    assert.match(after.body, /^process_resident_memory_bytes /m);
+  } finally {
+    await server.close();
+  }
+  await assert.rejects(fetch(`http://127.0.0.1:${server.port}/healthz`));
+});
+
+test('a taken port fails the start loudly', async () => {
+  const metrics = createConsumerMetrics({ defaultMetrics: false });
+  const first = await startObservabilityServer({
+    registry: metrics.registry,
+    ready: () => true,
+    host: '127.0.0.1',
+    port: 0,
+  });
+  try {
+    await assert.rejects(
+      startObservabilityServer({
+        registry: metrics.registry,
+        ready: () => true,
+        host: '127.0.0.1',
+        port: first.port,
+      }),
+      /EADDRINUSE/,
+    );
+  } finally {
+    await first.close();
+  }
+});
