@@ -27,7 +27,11 @@ export interface SinkRowResult {
   reason?: string;
 }
 
-/** The warehouse port as the runner needs it: per-row outcomes, throws only for whole-request failures. */
+/**
+ * The warehouse port as the runner needs it: per-row outcomes, throws only for whole-request failures.
+ * A thrown error may carry `settled` (index-aligned with the rows): rows that landed or were rejected
+ * before the failure, which must not be sent again.
+ */
 export interface RunnerSink {
   insert(table: string, rows: readonly InsertRow<Record<string, unknown>>[]): Promise<SinkRowResult[]>;
 }
@@ -175,7 +179,10 @@ export function createRunner(o: RunnerOptions): Runner {
     };
   }
 
-  /** Writes one batch; rows the warehouse refuses go to the DLQ; too-large requests are split. */
+  /**
+   * Writes one batch; rows the warehouse refuses go to the DLQ; too-large requests are split. A
+   * retriable failure re-sends only the rows the sink did not report as settled (see RunnerSink).
+   */
   async function write(
     binding: TopicBinding,
     items: Pending[],
@@ -183,38 +190,64 @@ export function createRunner(o: RunnerOptions): Runner {
   ): Promise<void> {
     if (items.length === 0) return;
     const started = now();
-    let results: SinkRowResult[];
-    try {
-      results = await withRetry(
-        `insert ${binding.table}`,
-        () =>
-          o.sink.insert(
-            binding.table,
-            items.map((i) => i.row),
-          ),
-        heartbeat,
-      );
-    } catch (err) {
-      if (isTxstreamError(err, 'REQUEST_TOO_LARGE')) {
-        const halves = halve(items);
-        if (halves) {
-          await write(binding, halves[0], heartbeat);
-          await write(binding, halves[1], heartbeat);
-          return;
+    const results: (SinkRowResult | undefined)[] = items.map(() => undefined);
+    let pending = items.map((_, i) => i);
+    const halves: Pending[][] = [];
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      try {
+        const r = await o.sink.insert(
+          binding.table,
+          pending.map((i) => items[i]!.row),
+        );
+        r.forEach((x, k) => (results[pending[k]!] = x));
+        pending = [];
+      } catch (err) {
+        const settled = (err as { settled?: readonly (SinkRowResult | undefined)[] }).settled;
+        settled?.forEach((x, k) => {
+          if (x) results[pending[k]!] = x;
+        });
+        pending = pending.filter((i) => results[i] === undefined);
+        if (isTxstreamError(err, 'REQUEST_TOO_LARGE')) {
+          const split = halve(pending.map((i) => items[i]!));
+          if (split) halves.push(...split);
+          else for (const i of pending) results[i] = { ok: false, reason: (err as Error).message };
+          pending = [];
+          break;
         }
-        results = [{ ok: false, reason: (err as Error).message }];
-      } else throw err;
+        const retriable = isTxstreamError(err) ? err.retriable : true;
+        if (!retriable || (stopping && attempt >= 3)) throw err;
+        // Full jitter: many members retrying against one quota must not synchronise.
+        const wait = Math.round(
+          random() * Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt, 16)),
+        );
+        o.logger.warn(
+          {
+            what: `insert ${binding.table}`,
+            attempt,
+            waitMs: wait,
+            rows: pending.length,
+            err: (err as Error).message,
+          },
+          'transient failure, retrying',
+        );
+        await sleep(wait);
+        if (heartbeat) await heartbeat().catch(() => undefined);
+      }
     }
+    for (const h of halves) await write(binding, h, heartbeat);
+    const own = items.filter((_, i) => results[i] !== undefined);
+    if (own.length === 0) return;
     const rejected: DeadLetter[] = [];
     const landed: Pending[] = [];
-    results.forEach((r, i) => {
-      const item = items[i]!;
+    items.forEach((item, i) => {
+      const r = results[i];
+      if (!r) return; // written by a recursive call for a half
       if (r.ok) landed.push(item);
       else rejected.push(deadLetterOf(item, 'warehouse', 'WAREHOUSE_REJECTED', r.reason ?? 'rejected'));
     });
     if (rejected.length) await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
-    ackAll(items);
-    o.metrics?.insertLatency(now() - started, items.length);
+    ackAll(own);
+    o.metrics?.insertLatency(now() - started, own.length);
     o.metrics?.inserted(binding.topic, landed.length);
     if (rejected.length) o.metrics?.deadLettered(binding.topic, rejected.length);
     const wall = wallMicros() / 1000;

@@ -43,6 +43,12 @@ export interface InsertOutcome {
   readonly requests: number;
 }
 
+/** The rows of an insert() call that settled before it threw (index-aligned with its rows), if known. */
+export function settledBeforeThrow(err: unknown): readonly (RowOutcome | undefined)[] | undefined {
+  const settled = (err as { settled?: unknown } | null)?.settled;
+  return Array.isArray(settled) ? (settled as (RowOutcome | undefined)[]) : undefined;
+}
+
 export interface WarehouseSink {
   /**
    * Writes `rows` to `table` and says, per row, whether it landed or was rejected for good. Throws a
@@ -389,8 +395,16 @@ export function createBigQuerySink(options: BigQuerySinkOptions): WarehouseSink 
       /** This call landed or settled rows, or began isolating; a throw would make the caller redo that. */
       let engaged = false;
 
+      // A retriable throw says which rows of this call already settled (landed or rejected), so the
+      // caller re-sends only the others: the emulator never deduplicates insertIds and BigQuery only
+      // best-effort, so re-sending landed rows would write them twice.
       const unavailable = (message: string, cause?: unknown): TxstreamError =>
-        new TxstreamError('WAREHOUSE_UNAVAILABLE', `${where}: ${message}`, { retriable: true, cause });
+        Object.assign(
+          new TxstreamError('WAREHOUSE_UNAVAILABLE', `${where}: ${message}`, { retriable: true, cause }),
+          {
+            settled: results.slice(),
+          },
+        );
 
       while (queue.length > 0) {
         const piece = queue.shift()!;

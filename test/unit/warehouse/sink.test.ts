@@ -5,6 +5,7 @@ import { isTxstreamError, type ErrorCode } from '../../../src/errors.ts';
 import {
   classifyInsertError,
   createBigQuerySink,
+  settledBeforeThrow,
   INSERT_OPTIONS,
   type BigQuerySinkOptions,
   type InsertAllClient,
@@ -264,6 +265,30 @@ describe('classifyInsertError', () => {
 });
 
 describe('createBigQuerySink', () => {
+  it('a retriable throw after part of the call landed says which rows settled, so they are not re-sent', async () => {
+    // 4 rows: three 500s (the table still answers metadata) split them; the first half lands; the
+    // second half then only meets 429s until the sink gives up and throws.
+    const { bq, landed } = fakeClient((sent, call) => {
+      if (call <= 3) return apiError(500, 'backendError');
+      if (sent.some((r) => r.insertId.endsWith('-0'))) return undefined;
+      return apiError(429, 'rateLimitExceeded');
+    });
+    const { sink } = sinkFor(bq);
+    const rows = rowsOf(4);
+    const err = await sink.insert('fact_banking_transactions', rows).then(
+      () => assert.fail('expected a retriable throw'),
+      (e: unknown) => e,
+    );
+    assert.ok(isTxstreamError(err, 'WAREHOUSE_UNAVAILABLE') && err.retriable);
+    const settled = settledBeforeThrow(err);
+    assert.ok(settled, 'the error carries what settled');
+    assert.deepEqual(
+      settled.map((r) => r?.ok),
+      rows.map((r) => (landed.has(r.insertId) ? true : undefined)),
+    );
+    assert.ok(landed.size > 0 && landed.size < rows.length, `landed ${landed.size} of ${rows.length}`);
+  });
+
   it('sends one request with our insertIds, no skipping, no ignoring and no client retries', async () => {
     const { bq, calls, landed } = fakeClient(() => undefined);
     const { sink, sleeps } = sinkFor(bq);
