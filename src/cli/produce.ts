@@ -243,5 +243,9 @@ function printSummary(topic: string, s: PublishSummary, opts: ProduceOptions): v
     out(
       `  ${n(s.sent)} records were acknowledged by the broker; ${n(s.failed + s.notAttempted)} read records were not${s.stoppedEarly ? ', and the rest of the input was not read' : ''}.`,
     );
+    if (s.inDoubt)
+      out(
+        `  ${n(s.inDoubt)} of them were on the wire when it failed: the broker may have stored them without acknowledging; check the topic before sending them again.`,
+      );
   }
 }

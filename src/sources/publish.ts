@@ -20,6 +20,11 @@ export interface PublishSummary {
   sent: number;
   rejected: Rejected[];
   failed: number;
+  /**
+   * Of the failed, those that were on the wire when the failure hit: the broker may have written them
+   * without its acknowledgement reaching us (Kafka cannot say which). The rest failed before being sent.
+   */
+  inDoubt: number;
   /** The first delivery failure, when there was one; reading stopped there. */
   failure?: DeliveryError;
   /** Records read but never handed to the broker because reading stopped (unread input is not counted). */
@@ -54,7 +59,7 @@ export async function publish(o: PublishOptions): Promise<PublishSummary> {
     Math.min(o.chunkSize ?? 500, o.rate ? Math.max(1, Math.floor(o.rate / 10)) : Infinity),
   );
   const started = now();
-  const s = { read: 0, sent: 0, failed: 0, notAttempted: 0 };
+  const s = { read: 0, sent: 0, failed: 0, inDoubt: 0, notAttempted: 0 };
   const rejected: Rejected[] = [];
   let failure: DeliveryError | undefined;
   let aborting: Promise<void> | undefined;
@@ -69,6 +74,7 @@ export async function publish(o: PublishOptions): Promise<PublishSummary> {
       else if (r.status === 'rejected') rejected.push({ line, errors: r.errors });
       else {
         s.failed++;
+        if (r.error.code !== 'PRODUCER_CLOSED') s.inDoubt++;
         if (!failure) {
           failure = r.error;
           // Records still buffered would each wait out their own retries against a broker that is
@@ -123,6 +129,7 @@ export async function publish(o: PublishOptions): Promise<PublishSummary> {
     sent: s.sent,
     rejected,
     failed: s.failed,
+    inDoubt: s.inDoubt,
     ...(failure ? { failure } : {}),
     notAttempted: s.notAttempted,
     stoppedEarly: failure !== undefined,

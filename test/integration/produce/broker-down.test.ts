@@ -60,9 +60,9 @@ async function topicCount(): Promise<number> {
 
 // A bound, so that a producer that hangs instead of failing fails the suite instead of stalling CI.
 test(
-  'broker stopped mid-run: exit 3, a clear message, and sent == what the topic holds',
+  'broker stopped mid-run: exit 3; every acknowledged record is in the topic once, and nothing beyond what was in doubt',
   { timeout: 240_000 },
-  async () => {
+  async (t) => {
     const child = spawn(
       process.execPath,
       [
@@ -98,39 +98,52 @@ test(
     const summary = JSON.parse(stdout) as {
       sent: number;
       failed: number;
+      inDoubt: number;
       failure?: { code: string; message: string };
     };
     assert.ok(summary.failure, 'the summary names the failure');
     assert.match(summary.failure.code, /BROKER_UNAVAILABLE|DELIVERY_TIMEOUT|BROKER_REJECTED/);
     assert.ok(summary.sent >= 3000 && summary.sent < 500_000, `sent ${summary.sent}`);
 
-    // Broker back: the topic holds exactly the acknowledged records, no more (nothing reported failed
-    // was written after all), no fewer, no duplicates (idempotent producer).
+    // Broker back. Every acknowledged record is in the topic, once (idempotent producer). Beyond
+    // those, the topic may hold records of the one batch that was on the wire when the broker went
+    // away (stored, but the acknowledgement never arrived: Kafka cannot tell the client which), and
+    // the CLI reports those as in doubt. Nothing else: what was still queued was never sent.
     await up(settings, quiet);
-    assert.equal(await topicCount(), summary.sent);
+    assert.ok(summary.inDoubt <= summary.failed);
+    const total = await topicCount();
+    assert.ok(
+      total >= summary.sent && total <= summary.sent + summary.inDoubt,
+      `topic holds ${total}; sent ${summary.sent}, in doubt ${summary.inDoubt}`,
+    );
     const type = createSchemaCatalog().load('BankingTransaction').type;
     const consumer = createKafka({ brokers: [brokers], clientId: 'broker-down-read' }).consumer({
       groupId: `broker-down-${Date.now()}`,
     });
-    const ids = new Set<string>();
+    const ids: string[] = [];
     await consumer.connect();
     await consumer.subscribe({ topic: TOPIC, fromBeginning: true });
     await new Promise<void>((resolve) => {
       void consumer.run({
         eachMessage: async ({ message }) => {
-          ids.add((decodeWith(type, message.value!) as { transaction_id: string }).transaction_id);
-          if (ids.size === summary.sent) resolve();
+          ids.push((decodeWith(type, message.value!) as { transaction_id: string }).transaction_id);
+          if (ids.length === total) resolve();
         },
       });
     });
     await consumer.disconnect();
-    // Records are sent in generation order, one batch at a time, so the acknowledged ones are exactly
-    // the first `sent` records of the same seeded stream.
-    const expected = new Set<string>();
-    for (const t of createGenerator({ seed: SEED, startTime: new Date(START) }).transactions({
-      count: summary.sent,
-    }))
-      expected.add(t.transaction_id);
-    assert.deepEqual(ids, expected);
+    assert.equal(new Set(ids).size, ids.length, 'no record twice');
+    // Records are sent in generation order, one batch at a time: the acknowledged ones are the first
+    // `sent` records of the same seeded stream, and any others come from the next `inDoubt`.
+    t.diagnostic(`sent ${summary.sent}, in doubt ${summary.inDoubt}, topic holds ${total}`);
+    const stream = [
+      ...createGenerator({ seed: SEED, startTime: new Date(START) }).transactions({
+        count: summary.sent + summary.inDoubt,
+      }),
+    ].map((t) => t.transaction_id);
+    const held = new Set(ids);
+    for (const id of stream.slice(0, summary.sent)) assert.ok(held.has(id), `acknowledged ${id} is missing`);
+    const allowed = new Set(stream);
+    for (const id of ids) assert.ok(allowed.has(id), `${id} was neither acknowledged nor in doubt`);
   },
 );
