@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Admin } from 'kafkajs';
 import { createKafka } from '../../../src/kafka/client.ts';
 import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
 import { createBigQuery } from '../../../src/warehouse/client.ts';
+import { countRows, startConsume, topicRecords, until } from '../../support/consumer-harness.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 import type { FaultProxy } from '../../support/fault-proxy.ts';
 import { startFaultProxy } from '../../support/fault-proxy.ts';
@@ -53,24 +53,12 @@ const table = `\`${e.bqProjectId}.${dataset}.fact_banking_transactions\``;
 let admin: Admin;
 let proxy: FaultProxy;
 
-async function count(sql: string): Promise<number> {
-  const [rows] = await bq.query({ query: sql });
-  return Number((rows[0] as { n: number }).n);
-}
+const count = (sql: string) => countRows(bq, sql);
 const txRows = () => count(`SELECT COUNT(*) AS n FROM ${table}`);
 const txDistinct = () => count(`SELECT COUNT(DISTINCT transaction_id) AS n FROM ${table}`);
-async function topicCount(topic: string): Promise<number> {
-  const offsets = await admin.fetchTopicOffsets(topic);
-  return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
-}
-async function until(what: string, cond: () => Promise<boolean>, ms = 150_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await sleep(250);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
+const topicCount = (topic: string) => topicRecords(admin, topic);
+// Retries under a 30% fault rate take longer than a clean run.
+const waitFor = (what: string, cond: () => Promise<boolean>) => until(what, cond, 150_000);
 
 before(async () => {
   admin = createKafka({ brokers: e.kafkaBrokers, clientId: 'bq-faults-test' }).admin();
@@ -109,22 +97,15 @@ test(
     );
     assert.equal(await topicCount(TX), N, 'produced');
 
-    const child = spawn(process.execPath, [bin, 'consume', '--topic-prefix', prefix, '--group', group], {
-      env: { ...env, BQ_API_ENDPOINT: proxy.url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { child, exited, output } = startConsume({ ...env, BQ_API_ENDPOINT: proxy.url }, prefix, group);
     let exitedEarly: number | null | undefined;
     void exited.then((code) => (exitedEarly = code));
 
     let waitFailure: unknown;
     try {
       // Every record accounted for, in the table or the DLQ; the asserts below then say which.
-      await until('every produced transaction in BigQuery or the DLQ', async () => {
-        if (exitedEarly !== undefined) assert.fail(`consume exited early (${exitedEarly}):\n${output}`);
+      await waitFor('every produced transaction in BigQuery or the DLQ', async () => {
+        if (exitedEarly !== undefined) assert.fail(`consume exited early (${exitedEarly}):\n${output()}`);
         const [landed, dead] = await Promise.all([txDistinct(), topicCount(`${TX}.dlq`)]);
         return landed + dead >= N;
       });
@@ -139,7 +120,9 @@ test(
     const landed = await txDistinct();
     const rows = await txRows();
     const deadLettered = (await topicCount(`${TX}.dlq`)) + (await topicCount(`${JOBS}.dlq`));
-    const retries = output.split('\n').filter((l) => l.includes('transient failure, retrying')).length;
+    const retries = output()
+      .split('\n')
+      .filter((l) => l.includes('transient failure, retrying')).length;
     t.diagnostic(`fault rate ${RATE * 4}, seed ${SEED}`);
     t.diagnostic(
       `produced ${N}, landed (distinct) ${landed}, rows ${rows}, duplicates ${rows - landed}, ` +
@@ -153,7 +136,7 @@ test(
 
     // Figures first, then the verdict: a run that never got there still says how far it got.
     if (waitFailure) throw waitFailure;
-    assert.equal(code, 0, `consume exit code\n${output}`);
+    assert.equal(code, 0, `consume exit code\n${output()}`);
     assert.ok(stats.injectedTotal > 0, 'the proxy injected faults');
     assert.equal(landed, N, 'lost');
     assert.equal(deadLettered, 0, 'no good row is dead-lettered because of transient faults');

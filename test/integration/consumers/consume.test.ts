@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Admin } from 'kafkajs';
@@ -12,6 +11,7 @@ import { createKafka } from '../../../src/kafka/client.ts';
 import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
 import { createBigQuery } from '../../../src/warehouse/client.ts';
 import { createGenerator } from '../../../src/workload/index.ts';
+import { countRows, startConsume, topicRecords, until } from '../../support/consumer-harness.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 
 // txstream consume end to end on the shared stack: generated facts and poison records go in; every
@@ -41,10 +41,7 @@ const group = uniqueName('warehouse');
 const bq = createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoint });
 let admin: Admin;
 
-async function count(sql: string): Promise<number> {
-  const [rows] = await bq.query({ query: sql });
-  return Number((rows[0] as { n: number }).n);
-}
+const count = (sql: string) => countRows(bq, sql);
 const txRows = () =>
   count(`SELECT COUNT(*) AS n FROM \`${e.bqProjectId}.${dataset}.fact_banking_transactions\``);
 const txDistinct = () =>
@@ -52,30 +49,8 @@ const txDistinct = () =>
     `SELECT COUNT(DISTINCT transaction_id) AS n FROM \`${e.bqProjectId}.${dataset}.fact_banking_transactions\``,
   );
 const jobRows = () => count(`SELECT COUNT(*) AS n FROM \`${e.bqProjectId}.${dataset}.fact_job_executions\``);
-async function topicCount(topic: string): Promise<number> {
-  const offsets = await admin.fetchTopicOffsets(topic);
-  return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
-}
-async function until(what: string, cond: () => Promise<boolean>, ms = 90_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await sleep(250);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-function consume() {
-  const child = spawn(process.execPath, [bin, 'consume', '--topic-prefix', prefix, '--group', group], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exited, output: () => output };
-}
+const topicCount = (topic: string) => topicRecords(admin, topic);
+const consume = () => startConsume(env, prefix, group);
 
 before(async () => {
   admin = createKafka({ brokers: e.kafkaBrokers, clientId: 'consume-test' }).admin();

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
 import { createBigQuery } from '../../../src/warehouse/client.ts';
+import { countRows, startConsume, until } from '../../support/consumer-harness.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 import { freePorts } from '../../support/ports.ts';
 
@@ -23,21 +23,15 @@ const bq = createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoi
 let port: number;
 let env: NodeJS.ProcessEnv;
 
-async function count(table: string): Promise<number> {
-  const [rows] = await bq.query({
-    query: `SELECT COUNT(*) AS n FROM \`${e.bqProjectId}.${dataset}.${table}\``,
-  });
-  return Number((rows[0] as { n: number }).n);
-}
-async function until(what: string, cond: () => Promise<boolean>, ms = 90_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond().catch(() => false)) return;
-    await sleep(250);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
+const count = (table: string) =>
+  countRows(bq, `SELECT COUNT(*) AS n FROM \`${e.bqProjectId}.${dataset}.${table}\``);
 const probe = (p: string) => fetch(`http://127.0.0.1:${port}${p}`);
+/** 200 from a path; false while nothing listens yet (the server starts with the process). */
+const answers200 = (p: string) =>
+  probe(p).then(
+    (r) => r.status === 200,
+    () => false,
+  );
 
 /** Sample values of the Prometheus text exposition, keyed by `name{labels}`. */
 async function scrape(): Promise<Map<string, number>> {
@@ -91,18 +85,10 @@ test(
         { env },
       );
 
-    const child = spawn(
-      process.execPath,
-      [bin, 'consume', '--topic-prefix', prefix, '--group', uniqueName('metrics-group')],
-      { env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { child, exited, output } = startConsume(env, prefix, uniqueName('metrics-group'));
     try {
-      await until('/healthz to answer', async () => (await probe('/healthz')).status === 200);
-      await until('/readyz to report ready', async () => (await probe('/readyz')).status === 200);
+      await until('/healthz to answer', () => answers200('/healthz'));
+      await until('/readyz to report ready', () => answers200('/readyz'));
       assert.equal((await probe('/nothing-here')).status, 404);
 
       const inserted = (topic: string) => `txstream_records_inserted_total{topic="${topic}"}`;
@@ -125,7 +111,7 @@ test(
     } finally {
       child.kill('SIGTERM');
     }
-    assert.equal(await exited, 0, output);
+    assert.equal(await exited, 0, output());
     // Stopped means the listener is gone too.
     await assert.rejects(probe('/healthz'));
   },
