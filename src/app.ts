@@ -35,6 +35,8 @@ export async function buildConsumerApp(o: {
   config: Readonly<Config>;
   groupId: string;
   topicPrefix?: string;
+  /** An error retrying cannot fix (see RunnerOptions.onFatal); the caller should stop and exit non-zero. */
+  onFatal?: (err: Error) => void;
 }): Promise<ConsumerApp> {
   const { config } = o;
   const logger = pino({
@@ -105,7 +107,12 @@ export async function buildConsumerApp(o: {
   const sender = createKafkaSender(kafkaConnection(config, 'dlq'));
   const dlq = createDlqPublisher({ sender });
   const kafka = createKafka(kafkaConnection(config, 'consumer'));
-  const consumer = kafka.consumer({ groupId: o.groupId, allowAutoTopicCreation: false });
+  const consumer = kafka.consumer({
+    groupId: o.groupId,
+    allowAutoTopicCreation: false,
+    sessionTimeout: config.consumer.sessionTimeoutMs,
+    heartbeatInterval: config.consumer.heartbeatIntervalMs,
+  });
   const metrics = createConsumerMetrics();
   // Ready = a running group member. kafkajs emits GROUP_JOIN after every (re)join, including the one
   // after it restarts itself from a retriable crash; STOP and CRASH take readiness away.
@@ -131,7 +138,9 @@ export async function buildConsumerApp(o: {
     batch: { maxRows: config.streaming.batchSize, lingerMs: config.streaming.intervalMs },
     logger,
     metrics: metrics.runner,
+    ...(o.onFatal ? { onFatal: o.onFatal } : {}),
   });
+  metrics.setLagSource(() => runner.lag());
   return {
     topics: bindings.map((b) => b.topic),
     logger,

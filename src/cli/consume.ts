@@ -30,10 +30,23 @@ export function registerConsume(program: Command): void {
           'ENABLE_BQ_STREAMING=false (load-job mode) is not implemented yet; unset it to stream',
           2,
         );
-      const app = await buildConsumerApp({ config, groupId: opts.group, topicPrefix: opts.topicPrefix });
+      let stop: (why: string) => void = () => undefined;
+      let failure: Error | undefined;
+      const app = await buildConsumerApp({
+        config,
+        groupId: opts.group,
+        topicPrefix: opts.topicPrefix,
+        onFatal: (err) => {
+          failure = err;
+          stop('fatal error');
+        },
+      });
       const stopped = new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          app.logger.info({ signal }, 'stopping: flushing and committing before leaving the group');
+        let once = false;
+        stop = (why: string) => {
+          if (once) return;
+          once = true;
+          app.logger.info({ why }, 'stopping: flushing and committing before leaving the group');
           app
             .stop()
             .catch((err: unknown) => app.logger.error({ err: (err as Error).message }, 'unclean stop'))
@@ -46,5 +59,7 @@ export function registerConsume(program: Command): void {
       app.logger.info({ group: opts.group, topics: app.topics }, 'consuming');
       await stopped;
       app.logger.info({}, 'stopped');
+      // Exit non-zero so a supervisor (Kubernetes, systemd) shows the failure and restarts it.
+      if (failure) throw new CliError(`stopped on a fatal error: ${failure.message}`, 1);
     });
 }

@@ -48,6 +48,9 @@ const schema = z.object({
   ENABLE_BQ_STREAMING: bool.default(true),
   BQ_STREAMING_BATCH_SIZE: int(1, 50_000).default(500),
   BQ_STREAMING_INTERVAL_MS: int(1, 600_000).default(1000),
+  // A killed member's partitions move after the session timeout; the broker bounds it (6 s – 5 min).
+  KAFKA_SESSION_TIMEOUT_MS: int(6000, 300_000).default(30_000),
+  KAFKA_HEARTBEAT_INTERVAL_MS: int(100, 100_000).default(3000),
   TOPIC_PARTITIONS: int(1, 10_000).default(6),
   TOPIC_REPLICATION_FACTOR: int(1, 32).default(1),
   TOPIC_RETENTION_MS: int(60_000, Number.MAX_SAFE_INTEGER).default(7 * 86_400_000),
@@ -70,6 +73,7 @@ export interface Config {
   registry: { url: string; username?: string; password?: string };
   bigquery: { projectId: string; apiEndpoint?: string; keyFile?: string; dataset: string; location: string };
   streaming: { enabled: boolean; batchSize: number; intervalMs: number };
+  consumer: { sessionTimeoutMs: number; heartbeatIntervalMs: number };
   topics: { partitions: number; replicationFactor: number; retentionMs: number };
   /** The /metrics, /healthz, /readyz server of long-running commands; port 0 means no server. */
   metrics: { host: string; port: number };
@@ -141,6 +145,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     problems.push(`GCP_KEY_FILE: ${v.GCP_KEY_FILE} does not exist`);
   if (v.KAFKA_SSL_CA_FILE && !fs.existsSync(v.KAFKA_SSL_CA_FILE))
     problems.push(`KAFKA_SSL_CA_FILE: ${v.KAFKA_SSL_CA_FILE} does not exist`);
+  if (v.KAFKA_HEARTBEAT_INTERVAL_MS * 3 > v.KAFKA_SESSION_TIMEOUT_MS)
+    problems.push(
+      `KAFKA_HEARTBEAT_INTERVAL_MS: ${v.KAFKA_HEARTBEAT_INTERVAL_MS} must be at most a third of KAFKA_SESSION_TIMEOUT_MS (${v.KAFKA_SESSION_TIMEOUT_MS})`,
+    );
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -176,6 +184,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       enabled: v.ENABLE_BQ_STREAMING,
       batchSize: v.BQ_STREAMING_BATCH_SIZE,
       intervalMs: v.BQ_STREAMING_INTERVAL_MS,
+    },
+    consumer: {
+      sessionTimeoutMs: v.KAFKA_SESSION_TIMEOUT_MS,
+      heartbeatIntervalMs: v.KAFKA_HEARTBEAT_INTERVAL_MS,
     },
     topics: {
       partitions: v.TOPIC_PARTITIONS,

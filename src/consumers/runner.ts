@@ -15,6 +15,19 @@ import type { InsertRow, KafkaLineage, RowResult } from '../pipeline/rows.ts';
 // kafkajs heartbeats from its own fetch loop, not from a background thread. So a write that retries
 // inside eachBatch calls heartbeat() between attempts, and a write started by the linger timer (outside
 // eachBatch) pauses the topics it holds rows for, letting the loop heartbeat while it waits.
+//
+// Rebalances. kafkajs uses the eager protocol: at every rebalance the member gives up all its
+// partitions and gets an assignment anew. The runner therefore:
+// - flushes and commits everything it holds as soon as it learns of the rebalance, before the member
+//   rejoins when it learns inside eachBatch (a heartbeat or commit answering REBALANCE_IN_PROGRESS: the
+//   group still accepts this generation's commits then), and concurrently with kafkajs' rejoin when
+//   kafkajs' own loop learns first (its REBALANCING event);
+// - never retries a commit or a heartbeat the group refused (rebalancing, illegal generation, unknown
+//   member): the error goes back to kafkajs, which rejoins;
+// - on every join, once the writes in flight settled, drops what it still buffers and forgets every
+//   partition's offsets. Whatever was not committed is then read again from the committed offset, by
+//   this member or the partition's new owner: nothing is lost; a row written whose commit the group
+//   refused is written again (at-least-once; BigQuery's insertId dedup absorbs most of those).
 
 export interface TopicBinding {
   topic: string;
@@ -56,6 +69,19 @@ export interface RunnerMetrics {
   deadLettered(topic: string, n: number): void;
   insertLatency(ms: number, rows: number): void;
   endToEnd(ms: number): void;
+  /** One retry of `operation` (insert, dead-letter, commit, fetch-schemas) after a transient failure. */
+  retried(operation: string): void;
+  /** Warehouse requests started (+1) and finished (-1). */
+  inFlight(delta: number): void;
+  /** Buffered rows dropped at a rebalance, to be read again from the committed offset. */
+  dropped(n: number): void;
+}
+
+/** Records of a partition this member holds that the group has not committed yet. */
+export interface PartitionLag {
+  topic: string;
+  partition: number;
+  lag: number;
 }
 
 export interface RunnerLogger {
@@ -79,6 +105,27 @@ export interface RunnerOptions {
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
   retry?: { initialMs: number; maxMs: number };
+  /**
+   * Called once for an error that retrying cannot fix (a non-retriable warehouse error such as a
+   * permission or a missing table): the process should stop and exit non-zero rather than hold its
+   * partitions without progress. Without it such errors are only logged.
+   */
+  onFatal?: (err: Error) => void;
+}
+
+// kafkajs' protocol error types that mean the group took this member's partitions (or is about to).
+const MEMBERSHIP_ERRORS = new Set([
+  'REBALANCE_IN_PROGRESS',
+  'ILLEGAL_GENERATION',
+  'UNKNOWN_MEMBER_ID',
+  'NOT_COORDINATOR_FOR_GROUP',
+  'FENCED_INSTANCE_ID',
+]);
+
+/** True for a kafkajs error saying the group moved on without this member: never retry those. */
+export function isMembershipError(err: unknown): boolean {
+  const type = (err as { type?: unknown } | null)?.type;
+  return typeof type === 'string' && MEMBERSHIP_ERRORS.has(type);
 }
 
 interface Pending {
@@ -97,6 +144,8 @@ export interface Runner {
   stop(): Promise<void>;
   /** Rows buffered and not yet written (for tests and health). */
   buffered(): number;
+  /** Per partition held: the partition's high watermark minus the group's commit point. */
+  lag(): PartitionLag[];
 }
 
 export function createRunner(o: RunnerOptions): Runner {
@@ -123,7 +172,33 @@ export function createRunner(o: RunnerOptions): Runner {
   let chain: Promise<void> = Promise.resolve();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopping = false;
+  /** Set while flushing for a rebalance: writes give up early, like at stop. */
+  let releasing = false;
   let inBatch: Promise<void> | undefined;
+  /** Settles once the state of the previous generation is gone; eachBatch waits for it. */
+  let joined: Promise<void> = Promise.resolve();
+  let joinPending = false;
+  let fatal = false;
+  /** Per partition held: the high watermark of its last fetch and the first offset fetched. */
+  const watermarks = new Map<string, { topic: string; partition: number; high: string; first: string }>();
+  const giveUpEarly = () => stopping || releasing;
+
+  function reportFatal(err: unknown): void {
+    if (fatal || isMembershipError(err) || !isTxstreamError(err) || err.retriable) return;
+    fatal = true;
+    o.logger.error({ err: err.message, code: err.code }, 'fatal error: retrying cannot fix it');
+    o.onFatal?.(err);
+  }
+
+  /** A heartbeat between retries: ignores transient failures, but not the group taking the partitions. */
+  async function beat(heartbeat: (() => Promise<void>) | undefined): Promise<void> {
+    if (!heartbeat) return;
+    try {
+      await heartbeat();
+    } catch (err) {
+      if (isMembershipError(err)) throw err;
+    }
+  }
 
   /** One write or commit at a time: eachBatch and the linger timer would otherwise interleave. */
   function serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -144,8 +219,8 @@ export function createRunner(o: RunnerOptions): Runner {
       try {
         return await fn();
       } catch (err) {
-        const retriable = isTxstreamError(err) ? err.retriable : true;
-        if (!retriable || (stopping && attempt >= 3)) throw err;
+        const retriable = isTxstreamError(err) ? err.retriable : !isMembershipError(err);
+        if (!retriable || (giveUpEarly() && attempt >= 3)) throw err;
         // Full jitter: many members retrying against one quota must not synchronise.
         const cap = Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt, 16));
         const wait = Math.round(random() * cap);
@@ -153,8 +228,9 @@ export function createRunner(o: RunnerOptions): Runner {
           { what, attempt, waitMs: wait, err: (err as Error).message },
           'transient failure, retrying',
         );
+        o.metrics?.retried(what);
         await sleep(wait);
-        if (heartbeat) await heartbeat().catch(() => undefined);
+        await beat(heartbeat);
       }
     }
   }
@@ -194,6 +270,7 @@ export function createRunner(o: RunnerOptions): Runner {
     let pending = items.map((_, i) => i);
     const halves: Pending[][] = [];
     for (let attempt = 0; pending.length > 0; attempt++) {
+      o.metrics?.inFlight(1);
       try {
         const r = await o.sink.insert(
           binding.table,
@@ -215,7 +292,7 @@ export function createRunner(o: RunnerOptions): Runner {
           break;
         }
         const retriable = isTxstreamError(err) ? err.retriable : true;
-        if (!retriable || (stopping && attempt >= 3)) throw err;
+        if (!retriable || (giveUpEarly() && attempt >= 3)) throw err;
         // Full jitter: many members retrying against one quota must not synchronise.
         const wait = Math.round(
           random() * Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt, 16)),
@@ -230,8 +307,11 @@ export function createRunner(o: RunnerOptions): Runner {
           },
           'transient failure, retrying',
         );
+        o.metrics?.retried('insert');
         await sleep(wait);
-        if (heartbeat) await heartbeat().catch(() => undefined);
+        await beat(heartbeat);
+      } finally {
+        o.metrics?.inFlight(-1);
       }
     }
     for (const h of halves) await write(binding, h, heartbeat);
@@ -271,6 +351,48 @@ export function createRunner(o: RunnerOptions): Runner {
     await withRetry('commit', commit, heartbeat);
   }
 
+  /**
+   * A rebalance is under way: write and commit everything held while this generation may still commit.
+   * Bounded (writes give up after a few attempts): the group waits for this member to rejoin.
+   * Failures are logged, not thrown; what was not committed is read again after the rejoin.
+   */
+  function release(why: string): Promise<void> {
+    return serialized(async () => {
+      if (stopping) return;
+      releasing = true;
+      try {
+        await flush(true);
+        o.logger.info({ why }, 'rebalance: flushed and committed before giving up the partitions');
+      } catch (err) {
+        reportFatal(err);
+        o.logger.warn(
+          { why, err: (err as Error).message },
+          'rebalance: could not flush and commit everything; uncommitted records will be read again',
+        );
+      } finally {
+        releasing = false;
+      }
+    });
+  }
+
+  /** After a join: forget the previous generation once its writes settled (see the header). */
+  function onJoin(assigned: Record<string, number[]>): void {
+    joinPending = true;
+    joined = serialized(async () => {
+      joinPending = false;
+      let dropped = 0;
+      for (const p of policies.values()) dropped += p.clear();
+      let unacked = 0;
+      for (const w of watermarks.values()) unacked += tracker.revoke(w.topic, w.partition);
+      watermarks.clear();
+      if (dropped) o.metrics?.dropped(dropped);
+      o.logger.info(
+        { assigned, droppedBuffered: dropped, unacknowledged: unacked },
+        'joined the group; reading from the committed offsets',
+      );
+    });
+  }
+
   function schedule(): void {
     if (timer || stopping) return;
     let next: number | undefined;
@@ -285,7 +407,10 @@ export function createRunner(o: RunnerOptions): Runner {
       const topics = [...policies].filter(([, p]) => p.size > 0).map(([topic]) => ({ topic }));
       o.consumer.pause(topics);
       serialized(() => flush(false))
-        .catch((err: unknown) => o.logger.error({ err: (err as Error).message }, 'flush failed'))
+        .catch((err: unknown) => {
+          reportFatal(err);
+          o.logger.error({ err: (err as Error).message }, 'flush failed');
+        })
         .finally(() => {
           o.consumer.resume(topics);
           schedule();
@@ -294,10 +419,46 @@ export function createRunner(o: RunnerOptions): Runner {
   }
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
+    try {
+      await processBatch(payload);
+    } catch (err) {
+      if (isMembershipError(err)) {
+        // Learned inside eachBatch: kafkajs rejoins only after this returns, so flush first.
+        await release((err as Error).message);
+      } else reportFatal(err);
+      throw err;
+    }
+  }
+
+  /** Waits for the join's clean-up, heartbeating meanwhile (a write in flight may be retrying). */
+  async function awaitJoined(heartbeat: () => Promise<void>): Promise<void> {
+    if (!joinPending) return;
+    let settled = false;
+    const done = joined.then(() => {
+      settled = true;
+    });
+    while (!settled) {
+      await Promise.race([done, sleep(1000)]);
+      if (!settled) await beat(heartbeat);
+    }
+  }
+
+  async function processBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
     const binding = bindings.get(batch.topic);
     if (!binding) return;
+    await awaitJoined(heartbeat);
     const policy = policies.get(batch.topic)!;
+    const key = `${batch.topic}\u0000${batch.partition}`;
+    const mark = watermarks.get(key);
+    if (mark) mark.high = batch.highWatermark;
+    else if (batch.messages[0])
+      watermarks.set(key, {
+        topic: batch.topic,
+        partition: batch.partition,
+        high: batch.highWatermark,
+        first: batch.messages[0].offset,
+      });
     await withRetry(
       'fetch schemas',
       () => o.decoder.prepare(batch.messages.map((m) => peekSchemaId(m.value))),
@@ -358,6 +519,11 @@ export function createRunner(o: RunnerOptions): Runner {
 
   return {
     async start() {
+      o.consumer.on(o.consumer.events.REBALANCING, () => {
+        // kafkajs' own loop learned of a rebalance and is rejoining now; commit what we can meanwhile.
+        void release('group rebalancing');
+      });
+      o.consumer.on(o.consumer.events.GROUP_JOIN, (e) => onJoin(e.payload.memberAssignment));
       await o.consumer.subscribe({ topics: [...bindings.keys()], fromBeginning: true });
       await o.consumer.run({
         autoCommit: false,
@@ -377,9 +543,23 @@ export function createRunner(o: RunnerOptions): Runner {
       // everything while still a member, and only then leave the group.
       o.consumer.pause([...bindings.keys()].map((topic) => ({ topic })));
       await inBatch?.catch(() => undefined);
-      await serialized(() => flush(true));
-      await o.consumer.disconnect();
+      try {
+        await serialized(() => flush(true));
+      } finally {
+        // Leave the group even when the last flush failed: its records were not committed and are
+        // read again by whoever gets the partitions.
+        await o.consumer.disconnect();
+      }
     },
     buffered: () => [...policies.values()].reduce((n, p) => n + p.size, 0),
+    lag: () =>
+      [...watermarks.values()].map((w) => {
+        const from = tracker.commitPoint(w.topic, w.partition) ?? w.first;
+        return {
+          topic: w.topic,
+          partition: w.partition,
+          lag: Math.max(0, Number(BigInt(w.high) - BigInt(from))),
+        };
+      }),
   };
 }

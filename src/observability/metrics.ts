@@ -1,5 +1,5 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
-import type { RunnerMetrics } from '../consumers/runner.ts';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PartitionLag, RunnerMetrics } from '../consumers/runner.ts';
 
 // One registry per app, never prom-client's global default: two apps in one process (tests, a future
 // combined deployment) must not share or double-register series.
@@ -8,6 +8,8 @@ export interface ConsumerMetrics {
   registry: Registry;
   /** The runner's hook interface, backed by the series below. */
   runner: RunnerMetrics;
+  /** Where the lag gauge reads from at each scrape (the runner, once it exists). */
+  setLagSource(source: () => readonly PartitionLag[]): void;
 }
 
 // Insert latency and end-to-end latency: the target is well under the seed's 5 s, the tail under retries
@@ -55,9 +57,43 @@ export function createConsumerMetrics(o: { defaultMetrics?: boolean } = {}): Con
     buckets: LATENCY_BUCKETS,
     registers: [registry],
   });
+  const retries = new Counter({
+    name: 'txstream_retries_total',
+    help: 'Retries after a transient failure, per operation (insert, dead-letter, commit, fetch schemas).',
+    labelNames: ['operation'] as const,
+    registers: [registry],
+  });
+  const inFlight = new Gauge({
+    name: 'txstream_insert_requests_in_flight',
+    help: 'Warehouse write requests sent and not yet answered.',
+    registers: [registry],
+  });
+  const dropped = new Counter({
+    name: 'txstream_rebalance_dropped_rows_total',
+    help: 'Buffered rows dropped at a rebalance; they are read again from the committed offset.',
+    registers: [registry],
+  });
+  let lagSource: () => readonly PartitionLag[] = () => [];
+  new Gauge({
+    name: 'txstream_consumer_lag',
+    help: "Records in a partition this member holds that the group has not committed: the partition's high watermark at the last fetch minus the committed offset.",
+    labelNames: ['topic', 'partition'] as const,
+    registers: [registry],
+    collect() {
+      // Rebuilt at each scrape, so partitions given away in a rebalance disappear from it.
+      this.reset();
+      for (const l of lagSource()) this.set({ topic: l.topic, partition: String(l.partition) }, l.lag);
+    },
+  });
   return {
     registry,
+    setLagSource: (source) => {
+      lagSource = source;
+    },
     runner: {
+      retried: (operation) => retries.inc({ operation }),
+      inFlight: (delta) => inFlight.inc(delta),
+      dropped: (n) => dropped.inc(n),
       consumed: (topic, n) => consumed.inc({ topic }, n),
       inserted: (topic, n) => inserted.inc({ topic }, n),
       deadLettered: (topic, n) => deadLettered.inc({ topic }, n),

@@ -58,6 +58,11 @@ export interface BatchPolicy<T> {
    * (full, or the oldest row has waited lingerMs), never negative and never more than lingerMs.
    */
   untilNext(): number | undefined;
+  /**
+   * Drops every buffered item (the carried one too) and returns how many: for a consumer whose
+   * partitions were taken away, whose records the new owner reads again from the committed offset.
+   */
+  clear(): number;
   /** Rows the next flush() returns. */
   readonly size: number;
   /** Estimated request bytes of the next flush() (0 when empty). */
@@ -151,6 +156,15 @@ export function createBatchPolicy<T>(options: BatchPolicyOptions, now: () => num
         full = isFull();
       }
       return batch;
+    },
+
+    clear() {
+      const dropped = items.length + (carry === undefined ? 0 : 1);
+      items = [];
+      rowBytes = 0;
+      full = false;
+      carry = undefined;
+      return dropped;
     },
 
     untilNext() {

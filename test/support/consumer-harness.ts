@@ -36,6 +36,19 @@ export async function topicRecords(admin: Admin, topic: string): Promise<number>
   return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
 }
 
+/** Sample values of a Prometheus text exposition at 127.0.0.1:port/metrics, keyed by `name{labels}`. */
+export async function scrapeMetrics(port: number): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(res.status, 200);
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
 /** `txstream consume` as a child process, with its combined output kept for failure messages. */
 export function startConsume(env: NodeJS.ProcessEnv, prefix: string, group: string) {
   const child = spawn(

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
 import { createBigQuery } from '../../../src/warehouse/client.ts';
-import { countRows, startConsume, until } from '../../support/consumer-harness.ts';
+import { countRows, scrapeMetrics, startConsume, until } from '../../support/consumer-harness.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 import { freePorts } from '../../support/ports.ts';
 
@@ -33,18 +33,7 @@ const answers200 = (p: string) =>
     () => false,
   );
 
-/** Sample values of the Prometheus text exposition, keyed by `name{labels}`. */
-async function scrape(): Promise<Map<string, number>> {
-  const res = await probe('/metrics');
-  assert.equal(res.status, 200);
-  const out = new Map<string, number>();
-  for (const line of (await res.text()).split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
+const scrape = () => scrapeMetrics(port);
 
 before(async () => {
   [port] = (await freePorts(1)) as [number];
@@ -108,6 +97,12 @@ test(
       assert.ok((m.get('txstream_insert_latency_seconds_count') ?? 0) > 0);
       assert.equal(m.get('txstream_end_to_end_latency_seconds_count'), N + J);
       assert.ok(m.has('process_resident_memory_bytes'));
+      // At rest: nothing in flight, no retries against a healthy emulator, nothing left to commit.
+      assert.equal(m.get('txstream_insert_requests_in_flight'), 0);
+      assert.equal([...m.keys()].filter((k) => k.startsWith('txstream_retries_total{')).length, 0);
+      const lags = [...m].filter(([k]) => k.startsWith('txstream_consumer_lag{'));
+      assert.equal(lags.length, 4, `one lag series per partition held: ${lags.map(([k]) => k).join(', ')}`);
+      for (const [k, v] of lags) assert.equal(v, 0, k);
     } finally {
       child.kill('SIGTERM');
     }

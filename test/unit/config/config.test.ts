@@ -45,6 +45,17 @@ test('all problems are reported in one error', () => {
   );
 });
 
+test('the consumer session timeout is bounded and leaves room for three heartbeats', () => {
+  const c = loadConfig({ ...base, KAFKA_SESSION_TIMEOUT_MS: '10000', KAFKA_HEARTBEAT_INTERVAL_MS: '1000' });
+  assert.deepEqual(c.consumer, { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1000 });
+  assert.deepEqual(loadConfig(base).consumer, { sessionTimeoutMs: 30_000, heartbeatIntervalMs: 3000 });
+  assert.throws(() => loadConfig({ ...base, KAFKA_SESSION_TIMEOUT_MS: '1000' }), /KAFKA_SESSION_TIMEOUT_MS/);
+  assert.throws(
+    () => loadConfig({ ...base, KAFKA_SESSION_TIMEOUT_MS: '6000', KAFKA_HEARTBEAT_INTERVAL_MS: '3000' }),
+    /KAFKA_HEARTBEAT_INTERVAL_MS: 3000 must be at most a third of KAFKA_SESSION_TIMEOUT_MS \(6000\)/,
+  );
+});
+
 test('missing endpoints say how to get a local stack', () => {
   assert.throws(() => loadConfig(noStack), /KAFKA_BROKERS: required \(or run `npx txstream stack up`/);
 });

@@ -218,6 +218,20 @@ describe('batch policy', () => {
     assert.equal(p.add('c', 90), 'added', 'the bytes of the flushed rows no longer count');
   });
 
+  it('drops everything on clear(), the carried row included, and counts it', () => {
+    const p = policy({ maxRows: 100, maxBytes: 100 });
+    p.add('a', 60);
+    assert.equal(p.add('b', 60), 'full', 'b is carried');
+    assert.equal(p.clear(), 2);
+    assert.equal(p.size, 0);
+    assert.equal(p.bytes, 0);
+    assert.equal(p.full, false);
+    assert.equal(p.untilNext(), undefined);
+    assert.deepEqual(p.flush(), [], 'the carried row is gone too');
+    assert.equal(p.add('c', 50), 'added');
+    assert.equal(p.clear(), 1);
+  });
+
   it('rejects impossible settings and byte counts', () => {
     assert.throws(() => createBatchPolicy({ maxRows: 0 }, () => 0), RangeError);
     assert.throws(() => createBatchPolicy({ maxRows: 1.5 }, () => 0), RangeError);
