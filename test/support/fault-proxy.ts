@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import zlib from 'node:zlib';
 
 // A reverse proxy in front of the BigQuery emulator that answers some requests itself with the
 // failures BigQuery produces under load (429 rateLimitExceeded, 500 backendError, 503) or drops the
@@ -32,6 +33,13 @@ export interface FaultProxyOptions {
   seed?: number;
   /** Value of the Retry-After header sent with 429 and 503; default 1. */
   retryAfterSeconds?: number;
+  /**
+   * Per-row rejection of insertAll rows, as BigQuery does for a row it finds invalid: a reason for a
+   * row to refuse, undefined to accept it. A request holding a refused row is answered by the proxy
+   * (never forwarded) the way BigQuery answers with skipInvalidRows=false: HTTP 200, insertErrors
+   * 'invalid' for the refused rows and 'stopped' for all others, nothing inserted.
+   */
+  rejectRow?: (json: Record<string, unknown>) => string | undefined;
 }
 
 export interface FaultProxyStats {
@@ -42,6 +50,8 @@ export interface FaultProxyStats {
   forwarded: number;
   /** Requests passed to the target that `match` selected (insertAll requests that reached the emulator). */
   forwardedMatching: number;
+  /** Rows refused by `rejectRow`, counting each refusal (a row sent twice is refused twice). */
+  rowsRejected: number;
 }
 
 export interface FaultProxy {
@@ -93,6 +103,7 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
   const injected: Record<FaultKind, number> = { rateLimit429: 0, backend500: 0, unavailable503: 0, drop: 0 };
   let forwarded = 0;
   let forwardedMatching = 0;
+  let rowsRejected = 0;
   const agent = new http.Agent({ keepAlive: true });
 
   const pick = (): FaultKind | undefined => {
@@ -186,12 +197,58 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
     req.pipe(upstream);
   };
 
+  /** Buffers an insertAll body and answers it with per-row errors if `rejectRow` refuses a row. */
+  const screen = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.once('end', () => {
+      let body = Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
+      const parsed = JSON.parse(body.toString('utf8')) as { rows?: { json: Record<string, unknown> }[] };
+      const reasons = (parsed.rows ?? []).map((r) => o.rejectRow!(r.json));
+      if (reasons.every((r) => r === undefined)) {
+        forwarded++;
+        forwardedMatching++;
+        const headers = { ...req.headers, host: target.host, 'content-length': String(body.length) };
+        delete headers['content-encoding'];
+        const upstream = http.request(
+          {
+            hostname: target.hostname,
+            port: target.port,
+            method: req.method,
+            path: req.url,
+            headers,
+            agent,
+          },
+          (up) => {
+            res.writeHead(up.statusCode ?? 502, up.statusMessage, up.headers);
+            up.pipe(res);
+          },
+        );
+        upstream.once('error', () => res.destroy());
+        upstream.end(body);
+        return;
+      }
+      rowsRejected += reasons.filter((r) => r !== undefined).length;
+      const insertErrors = reasons.map((r, index) => ({
+        index,
+        errors: [
+          r === undefined
+            ? { reason: 'stopped', location: '', debugInfo: '', message: '' }
+            : { reason: 'invalid', location: '', debugInfo: '', message: r },
+        ],
+      }));
+      answer(res, 200, JSON.stringify({ kind: 'bigquery#tableDataInsertAllResponse', insertErrors }), {});
+    });
+  };
+
   const server = http.createServer((req, res) => {
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
     const matching = match(method, path);
     const kind = matching ? pick() : undefined;
     if (kind) inject(kind, req, res);
+    else if (matching && o.rejectRow) screen(req, res);
     else forward(req, res, matching);
   });
   // A dropped connection's socket errors on our side too; that is the point, not a failure of the proxy.
@@ -218,6 +275,7 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
         injectedTotal: FAULT_KINDS.reduce((s, k) => s + copy[k], 0),
         forwarded,
         forwardedMatching,
+        rowsRejected,
       };
     },
     async close() {

@@ -4,9 +4,12 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Admin } from 'kafkajs';
+import { createRegistryDecoder } from '../../../src/codec/registry.ts';
 import { createKafka } from '../../../src/kafka/client.ts';
 import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
 import { createBigQuery } from '../../../src/warehouse/client.ts';
+import { createGenerator } from '../../../src/workload/index.ts';
+import { readTopic } from '../../support/consume.ts';
 import { countRows, startConsume, topicRecords, until } from '../../support/consumer-harness.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 import type { FaultProxy } from '../../support/fault-proxy.ts';
@@ -18,6 +21,8 @@ import { startFaultProxy } from '../../support/fault-proxy.ts';
 // proxy faults before forwarding, so a faulted request never reaches the emulator and no duplicate can
 // come from it: every duplicate would be the consumer's doing, hence duplicates must be 0 too.
 // DDL (`txstream init`) and the counting queries go straight to the emulator; only consume is faulted.
+// The proxy also refuses a few chosen rows the way BigQuery refuses an invalid row (per-row 'invalid'
+// in a 200 answer, every other row of the request 'stopped'): exactly those go to the DLQ.
 
 const run = promisify(execFile);
 const e = testEndpoints();
@@ -32,6 +37,12 @@ const N = 3000;
 const RATE = Number(process.env.BQ_FAULT_RATE ?? '0.3') / 4;
 const SEED = Number(process.env.BQ_FAULT_SEED ?? '8');
 const RATES = { rateLimit429: RATE, backend500: RATE, unavailable503: RATE, drop: RATE };
+const START = '2026-01-05T00:00:00Z';
+// Every 300th transaction of the stream `produce --seed 8` sends: refused by "BigQuery" row by row.
+const GENERATED = [
+  ...createGenerator({ seed: 8, startTime: new Date(START) }).transactions({ count: N }),
+].map((x) => x.transaction_id);
+const REFUSED = new Set(GENERATED.filter((_, i) => i % 300 === 0));
 
 const env = {
   ...process.env,
@@ -64,7 +75,13 @@ before(async () => {
   admin = createKafka({ brokers: e.kafkaBrokers, clientId: 'bq-faults-test' }).admin();
   await admin.connect();
   await run(process.execPath, [bin, 'init', '--topic-prefix', prefix], { env, timeout: 60_000 });
-  proxy = await startFaultProxy({ target: e.bqApiEndpoint, rates: RATES, seed: SEED });
+  proxy = await startFaultProxy({
+    target: e.bqApiEndpoint,
+    rates: RATES,
+    seed: SEED,
+    rejectRow: (row) =>
+      REFUSED.has(String(row.transaction_id)) ? 'Invalid value for field amount (injected)' : undefined,
+  });
 });
 after(async () => {
   await proxy?.close();
@@ -90,6 +107,8 @@ test(
         String(N),
         '--seed',
         '8',
+        '--start',
+        START,
         '--topic-prefix',
         prefix,
       ],
@@ -107,7 +126,7 @@ test(
       await waitFor('every produced transaction in BigQuery or the DLQ', async () => {
         if (exitedEarly !== undefined) assert.fail(`consume exited early (${exitedEarly}):\n${output()}`);
         const [landed, dead] = await Promise.all([txDistinct(), topicCount(`${TX}.dlq`)]);
-        return landed + dead >= N;
+        return landed + dead >= N && landed >= N - REFUSED.size;
       });
     } catch (err) {
       waitFailure = err;
@@ -126,7 +145,7 @@ test(
     t.diagnostic(`fault rate ${RATE * 4}, seed ${SEED}`);
     t.diagnostic(
       `produced ${N}, landed (distinct) ${landed}, rows ${rows}, duplicates ${rows - landed}, ` +
-        `dead-lettered ${deadLettered}, lost ${N - landed}`,
+        `dead-lettered ${deadLettered}, lost ${N - landed - deadLettered}`,
     );
     t.diagnostic(
       `injected ${stats.injectedTotal} (429: ${stats.injected.rateLimit429}, 500: ${stats.injected.backend500}, ` +
@@ -138,8 +157,22 @@ test(
     if (waitFailure) throw waitFailure;
     assert.equal(code, 0, `consume exit code\n${output()}`);
     assert.ok(stats.injectedTotal > 0, 'the proxy injected faults');
-    assert.equal(landed, N, 'lost');
-    assert.equal(deadLettered, 0, 'no good row is dead-lettered because of transient faults');
+    assert.equal(landed + deadLettered, N, 'lost');
+    // Exactly the refused rows are dead-lettered, as refused by the warehouse: no good row is
+    // dead-lettered because of a transient fault.
+    assert.equal(stats.rowsRejected >= REFUSED.size, true, 'the proxy refused rows');
+    const dead = await readTopic(e.kafkaBrokers, `${TX}.dlq`, deadLettered);
+    const decoder = createRegistryDecoder({ url: e.schemaRegistryUrl });
+    const deadIds = await Promise.all(
+      dead.map(async (d) =>
+        String(((await decoder.decode(d.value)) as { transaction_id: string }).transaction_id),
+      ),
+    );
+    assert.deepEqual(deadIds.sort(), [...REFUSED].sort(), 'the DLQ holds exactly the refused rows');
+    for (const d of dead) {
+      assert.equal(String(d.message.headers?.['txstream.error.code']), 'WAREHOUSE_REJECTED');
+      assert.match(String(d.message.headers?.['txstream.error.reason']), /Invalid value for field amount/);
+    }
     // Every fault is served before forwarding: nothing faulted ever reached the emulator.
     assert.equal(rows - landed, 0, 'duplicates');
 
