@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import type { Admin } from 'kafkajs';
+import { createKafka } from '../../../src/kafka/client.ts';
+import { startConsume, TXSTREAM_BIN } from '../../support/consumer-harness.ts';
+import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
+
+// An error retrying cannot fix (here: the fact table does not exist) stops the consumer with a
+// non-zero exit and one clear line, instead of holding its partitions without progress; nothing of
+// what it could not write is committed.
+
+const run = promisify(execFile);
+const e = testEndpoints();
+const prefix = `${uniqueName('fatal')}.`;
+const TX = `${prefix}banking.transactions.v1`;
+const env = {
+  ...process.env,
+  KAFKA_BROKERS: e.kafkaBrokers.join(','),
+  SCHEMA_REGISTRY_URL: e.schemaRegistryUrl,
+  BQ_API_ENDPOINT: e.bqApiEndpoint,
+  GCP_PROJECT_ID: e.bqProjectId,
+  // Never created: init runs with --no-warehouse.
+  BQ_DATASET: uniqueName('missing'),
+  TOPIC_PARTITIONS: '2',
+  BQ_STREAMING_INTERVAL_MS: '100',
+  METRICS_PORT: '0',
+  LOG_LEVEL: 'warn',
+};
+let admin: Admin;
+
+before(async () => {
+  admin = createKafka({ brokers: e.kafkaBrokers, clientId: 'fatal-test' }).admin();
+  await admin.connect();
+  await run(process.execPath, [TXSTREAM_BIN, 'init', '--no-warehouse', '--topic-prefix', prefix], { env });
+});
+after(async () => {
+  await admin.disconnect();
+});
+
+test(
+  'a missing table stops consume with exit 1, a clear message and nothing committed',
+  { timeout: 120_000 },
+  async () => {
+    await run(
+      process.execPath,
+      [TXSTREAM_BIN, 'produce', 'transactions', '--synthetic', '--count', '20', '--topic-prefix', prefix],
+      { env },
+    );
+    const group = uniqueName('fatal-group');
+    const consumer = startConsume(env, prefix, group);
+    const code = await consumer.exited;
+    assert.equal(code, 1, consumer.output());
+    assert.match(consumer.output(), /txstream: stopped on a fatal error: .*Not found/);
+    assert.doesNotMatch(consumer.output(), /\n\s+at /, 'no stack trace');
+    const [committed] = await admin.fetchOffsets({ groupId: group, topics: [TX] });
+    for (const p of committed!.partitions)
+      assert.equal(p.offset, '-1', `partition ${p.partition} not committed`);
+  },
+);
