@@ -112,6 +112,10 @@ export async function buildConsumerApp(o: {
     allowAutoTopicCreation: false,
     sessionTimeout: config.consumer.sessionTimeoutMs,
     heartbeatInterval: config.consumer.heartbeatIntervalMs,
+    // How long the broker may hold an empty fetch (kafkajs' default is 5 s). A topic paused while a
+    // write retries, or a partition resumed, is served only after the fetch in flight returns; 500 ms
+    // bounds that wait at the cost of two idle fetches a second.
+    maxWaitTimeInMs: 500,
   });
   const metrics = createConsumerMetrics();
   // Ready = a running group member. kafkajs emits GROUP_JOIN after every (re)join, including the one

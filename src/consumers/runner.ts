@@ -13,8 +13,11 @@ import type { InsertRow, KafkaLineage, RowResult } from '../pipeline/rows.ts';
 // partition as the highest contiguous acknowledged offset + 1 (src/pipeline/offsets.ts).
 //
 // kafkajs heartbeats from its own fetch loop, not from a background thread. So a write that retries
-// inside eachBatch calls heartbeat() between attempts, and a write started by the linger timer (outside
-// eachBatch) pauses the topics it holds rows for, letting the loop heartbeat while it waits.
+// inside eachBatch calls heartbeat() between attempts, eachBatch heartbeats while it waits for a write
+// in progress, and a write started by the linger timer (outside eachBatch) pauses the fact topics at
+// its first retry, so the loop fetches nothing while it waits and keeps heartbeating. (Pausing only
+// at a retry matters: a paused topic resumes only when the fetch in flight returns, up to
+// maxWaitTime later, which would add that to every linger-timer write.)
 //
 // Rebalances. kafkajs uses the eager protocol: at every rebalance the member gives up all its
 // partitions and gets an assignment anew. The runner therefore:
@@ -403,16 +406,19 @@ export function createRunner(o: RunnerOptions): Runner {
     if (next === undefined) return;
     timer = setTimeout(() => {
       timer = undefined;
-      // Pause the topics with rows in flight so kafkajs keeps heartbeating while a write retries.
-      const topics = [...policies].filter(([, p]) => p.size > 0).map(([topic]) => ({ topic }));
-      o.consumer.pause(topics);
-      serialized(() => flush(false))
+      let paused: { topic: string }[] | undefined;
+      const pauseOnRetry = async () => {
+        if (paused || stopping) return;
+        paused = [...bindings.keys()].map((topic) => ({ topic }));
+        o.consumer.pause(paused);
+      };
+      serialized(() => flush(false, pauseOnRetry))
         .catch((err: unknown) => {
           reportFatal(err);
           o.logger.error({ err: (err as Error).message }, 'flush failed');
         })
         .finally(() => {
-          o.consumer.resume(topics);
+          if (paused && !stopping) o.consumer.resume(paused);
           schedule();
         });
     }, next);
@@ -430,24 +436,30 @@ export function createRunner(o: RunnerOptions): Runner {
     }
   }
 
-  /** Waits for the join's clean-up, heartbeating meanwhile (a write in flight may be retrying). */
-  async function awaitJoined(heartbeat: () => Promise<void>): Promise<void> {
-    if (!joinPending) return;
+  /**
+   * Awaits `work` (typically queued behind a write that may be retrying) from inside eachBatch,
+   * heartbeating every second meanwhile so the session does not expire.
+   */
+  async function waitBeating<T>(work: Promise<T>, heartbeat: () => Promise<void>): Promise<T> {
     let settled = false;
-    const done = joined.then(() => {
-      settled = true;
-    });
+    const done = work.then(
+      () => void (settled = true),
+      () => void (settled = true),
+    );
     while (!settled) {
-      await Promise.race([done, sleep(1000)]);
+      let tick: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([done, new Promise<void>((r) => (tick = setTimeout(r, 1000)))]);
+      clearTimeout(tick);
       if (!settled) await beat(heartbeat);
     }
+    return work;
   }
 
   async function processBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
     const binding = bindings.get(batch.topic);
     if (!binding) return;
-    await awaitJoined(heartbeat);
+    if (joinPending) await waitBeating(joined, heartbeat);
     const policy = policies.get(batch.topic)!;
     const key = `${batch.topic}\u0000${batch.partition}`;
     const mark = watermarks.get(key);
@@ -500,19 +512,29 @@ export function createRunner(o: RunnerOptions): Runner {
                 `row of ${mapped.bytes} bytes exceeds the request limit`,
               ),
             );
-          else if (outcome === 'full') await serialized(() => write(binding, policy.flush(), heartbeat));
+          else if (outcome === 'full')
+            await waitBeating(
+              serialized(() => write(binding, policy.flush(), heartbeat)),
+              heartbeat,
+            );
         }
       }
       resolveOffset(message.offset);
     }
     if (dead.length) {
-      await serialized(async () => {
-        await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);
-        ackAll(dead.map((d) => d.source));
-        o.metrics?.deadLettered(batch.topic, dead.length);
-      });
+      await waitBeating(
+        serialized(async () => {
+          await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);
+          ackAll(dead.map((d) => d.source));
+          o.metrics?.deadLettered(batch.topic, dead.length);
+        }),
+        heartbeat,
+      );
     }
-    await serialized(() => withRetry('commit', commit, heartbeat));
+    await waitBeating(
+      serialized(() => withRetry('commit', commit, heartbeat)),
+      heartbeat,
+    );
     await heartbeat();
     schedule();
   }
