@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGenerator } from '../src/workload/index.ts';
+import { pipelineBench } from './pipeline.ts';
 import { producerVsReference } from './producer.ts';
 
 // `npm run bench`: benchmarks live outside `npm test`, because a number only means something next
@@ -19,7 +20,15 @@ interface Row {
   detail?: string;
 }
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } },
+});
+const CASES = ['workload', 'producer', 'pipeline'];
+if (values.only !== undefined && !CASES.includes(values.only)) {
+  process.stderr.write(`bench: --only takes one of ${CASES.join(', ')}\n`);
+  process.exit(2);
+}
+const wanted = (name: string) => values.only === undefined || values.only === name;
 const rows: Row[] = [];
 
 function bestOf<T>(runs: number, fn: () => T): { ms: number; result: T } {
@@ -33,7 +42,7 @@ function bestOf<T>(runs: number, fn: () => T): { ms: number; result: T } {
   return { ms: best, result };
 }
 
-{
+if (wanted('workload')) {
   const n = values.quick ? 200_000 : 1_000_000;
   const g = createGenerator({
     seed: 42,
@@ -53,7 +62,7 @@ function bestOf<T>(runs: number, fn: () => T): { ms: number; result: T } {
     detail: `${ms.toFixed(0)} ms`,
   });
 }
-{
+if (wanted('workload')) {
   const g = createGenerator({ seed: 42, startTime: new Date('2025-01-01T00:00:00Z'), ratePerSecond: 500 });
   const { ms } = bestOf(3, () =>
     g.backfillDailyVolume({ from: new Date('2025-01-01T00:00:00Z'), days: 400 }),
@@ -61,7 +70,8 @@ function bestOf<T>(runs: number, fn: () => T): { ms: number; result: T } {
   rows.push({ name: 'workload: backfill 400 days of daily volume', value: ms, unit: 'ms' });
 }
 
-rows.push(...(await producerVsReference({ quick: values.quick })));
+if (wanted('producer')) rows.push(...(await producerVsReference({ quick: values.quick })));
+if (wanted('pipeline')) rows.push(...(await pipelineBench({ quick: values.quick })));
 
 const width = Math.max(...rows.map((r) => r.name.length));
 process.stdout.write(
