@@ -84,7 +84,9 @@ for (const r of rows)
 
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
 fs.mkdirSync(dir, { recursive: true });
-const file = path.join(dir, `${new Date().toISOString().slice(0, 10)}.json`);
+// A partial run (--quick, --only) never overwrites the day's full run.
+const suffix = `${values.quick ? '-quick' : ''}${values.only ? `-${values.only}` : ''}`;
+const file = path.join(dir, `${new Date().toISOString().slice(0, 10)}${suffix}.json`);
 fs.writeFileSync(
   file,
   `${JSON.stringify({ at: new Date().toISOString(), quick: values.quick, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version }, rows }, null, 2)}\n`,
