@@ -18,6 +18,7 @@ import { createDlqPublisher } from './producers/dlq.ts';
 import { createTopicCatalogue } from './topics.ts';
 import { createBigQuery } from './warehouse/client.ts';
 import { createBigQuerySink } from './warehouse/sink.ts';
+import { createLoadJobSink, DEFAULT_MAX_FILE_BYTES } from './warehouse/load-sink.ts';
 
 // The composition root: the one place that builds real clients (Kafka, registry, BigQuery) and
 // injects them. Everything below it takes its collaborators as arguments.
@@ -97,13 +98,36 @@ export async function buildConsumerApp(o: {
   ];
 
   const bq = createBigQuery({ ...config.bigquery, maxRetries: 0 });
-  const warehouse = createBigQuerySink({ bq, dataset: config.bigquery.dataset });
-  const sink: RunnerSink = {
-    async insert(table, rows) {
-      const outcome = await warehouse.insert(table, rows);
-      return outcome.rows.map((r) => (r.ok ? { ok: true } : { ok: false, reason: r.reason }));
-    },
-  };
+  // Streaming inserts, or load jobs of NDJSON at an interval (ENABLE_BQ_STREAMING=false): the same
+  // runner, the same commit rules; only the warehouse port and the batch sizes differ.
+  let sink: RunnerSink;
+  let batch: { maxRows: number; maxBytes?: number; lingerMs: number };
+  if (config.streaming.enabled) {
+    const warehouse = createBigQuerySink({ bq, dataset: config.bigquery.dataset });
+    sink = {
+      async insert(table, rows) {
+        const outcome = await warehouse.insert(table, rows);
+        return outcome.rows.map((r) => (r.ok ? { ok: true } : { ok: false, reason: r.reason }));
+      },
+    };
+    batch = { maxRows: config.streaming.batchSize, lingerMs: config.streaming.intervalMs };
+  } else {
+    sink = createLoadJobSink({
+      bq,
+      dataset: config.bigquery.dataset,
+      location: config.bigquery.location,
+      jobTimeoutMs: config.load.jobTimeoutMs,
+      // The batch policy bounds the file already (its byte counts include insertAll's envelope, an
+      // upper bound of the NDJSON line); this is the sink's own guard.
+      maxFileBytes: Math.max(DEFAULT_MAX_FILE_BYTES, config.load.maxBytes),
+      logger,
+    });
+    batch = {
+      maxRows: config.load.maxRows,
+      maxBytes: config.load.maxBytes,
+      lingerMs: config.load.intervalMs,
+    };
+  }
   const sender = createKafkaSender(kafkaConnection(config, 'dlq'));
   const dlq = createDlqPublisher({ sender });
   const kafka = createKafka(kafkaConnection(config, 'consumer'));
@@ -139,7 +163,7 @@ export async function buildConsumerApp(o: {
     decoder,
     sink,
     dlq,
-    batch: { maxRows: config.streaming.batchSize, lingerMs: config.streaming.intervalMs },
+    batch,
     logger,
     metrics: metrics.runner,
     ...(o.onFatal ? { onFatal: o.onFatal } : {}),

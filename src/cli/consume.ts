@@ -24,12 +24,6 @@ export function registerConsume(program: Command): void {
       } catch (err) {
         throw asCliError(err);
       }
-      if (!config.streaming.enabled)
-        // Refused rather than silently streaming: whoever set it expects load jobs and their costs.
-        throw new CliError(
-          'ENABLE_BQ_STREAMING=false (load-job mode) is not implemented yet; unset it to stream',
-          2,
-        );
       let stop: (why: string) => void = () => undefined;
       let failure: Error | undefined;
       const app = await buildConsumerApp({

@@ -48,6 +48,12 @@ const schema = z.object({
   ENABLE_BQ_STREAMING: bool.default(true),
   BQ_STREAMING_BATCH_SIZE: int(1, 50_000).default(500),
   BQ_STREAMING_INTERVAL_MS: int(1, 600_000).default(1000),
+  // Load-job mode (ENABLE_BQ_STREAMING=false). Every load is a table modification, and BigQuery allows
+  // 1,500 per table per day: the default 5 minutes is 288 a day, with room for retries and isolation.
+  BQ_LOAD_INTERVAL_MS: int(1000, 86_400_000).default(300_000),
+  BQ_LOAD_MAX_ROWS: int(1, 10_000_000).default(100_000),
+  BQ_LOAD_MAX_BYTES: int(1024 * 1024, 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+  BQ_LOAD_JOB_TIMEOUT_MS: int(10_000, 3_600_000).default(600_000),
   // A killed member's partitions move after the session timeout; the broker bounds it (6 s – 5 min).
   KAFKA_SESSION_TIMEOUT_MS: int(6000, 300_000).default(30_000),
   KAFKA_HEARTBEAT_INTERVAL_MS: int(100, 100_000).default(3000),
@@ -73,6 +79,7 @@ export interface Config {
   registry: { url: string; username?: string; password?: string };
   bigquery: { projectId: string; apiEndpoint?: string; keyFile?: string; dataset: string; location: string };
   streaming: { enabled: boolean; batchSize: number; intervalMs: number };
+  load: { intervalMs: number; maxRows: number; maxBytes: number; jobTimeoutMs: number };
   consumer: { sessionTimeoutMs: number; heartbeatIntervalMs: number };
   topics: { partitions: number; replicationFactor: number; retentionMs: number };
   /** The /metrics, /healthz, /readyz server of long-running commands; port 0 means no server. */
@@ -184,6 +191,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       enabled: v.ENABLE_BQ_STREAMING,
       batchSize: v.BQ_STREAMING_BATCH_SIZE,
       intervalMs: v.BQ_STREAMING_INTERVAL_MS,
+    },
+    load: {
+      intervalMs: v.BQ_LOAD_INTERVAL_MS,
+      maxRows: v.BQ_LOAD_MAX_ROWS,
+      maxBytes: v.BQ_LOAD_MAX_BYTES,
+      jobTimeoutMs: v.BQ_LOAD_JOB_TIMEOUT_MS,
     },
     consumer: {
       sessionTimeoutMs: v.KAFKA_SESSION_TIMEOUT_MS,

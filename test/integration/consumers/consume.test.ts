@@ -3,9 +3,10 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import avro from 'avsc';
 import type { Admin } from 'kafkajs';
 import { createRegistryClient } from '../../../src/codec/registry.ts';
-import { createSchemaCatalog } from '../../../src/codec/schemas.ts';
+import { avroTypeOptions, createSchemaCatalog } from '../../../src/codec/schemas.ts';
 import { createWireEncoder } from '../../../src/codec/wire.ts';
 import { createKafka } from '../../../src/kafka/client.ts';
 import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
@@ -15,8 +16,8 @@ import { countRows, startConsume, topicRecords, until } from '../../support/cons
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 
 // txstream consume end to end on the shared stack: generated facts and poison records go in; every
-// good record lands once in BigQuery, every bad one in the DLQ; SIGTERM exits 0 with everything
-// committed, and a restart writes nothing twice.
+// good record lands once in BigQuery (records of a newer compatible schema version too), every bad one
+// in the DLQ; SIGTERM exits 0 with everything committed, and a restart writes nothing twice.
 
 const run = promisify(execFile);
 const e = testEndpoints();
@@ -114,6 +115,23 @@ test(
     const zeroAmount = createWireEncoder(id, tx.type)({ ...sample!, amount: '0.00' });
     const header = Buffer.alloc(5);
     header.writeInt32BE(id, 1);
+    // A newer producer: v2 adds an optional field; the consumer reads it with the v1 shape it knows.
+    const v2Json = {
+      ...(tx.json as { fields: unknown[] }),
+      fields: [
+        ...(tx.json as { fields: unknown[] }).fields,
+        { name: 'channel', type: ['null', 'string'], default: null },
+      ],
+    };
+    const v2Id = (await registry.register(`${TX}-value`, JSON.stringify(v2Json))).id;
+    assert.notEqual(v2Id, id);
+    const encodeV2 = createWireEncoder(v2Id, avro.Type.forSchema(v2Json as avro.Schema, avroTypeOptions()));
+    const V2 = 50;
+    const v2Records = [
+      ...createGenerator({ seed: 'v2', startTime: new Date('2026-01-06T00:00:00Z') }).transactions({
+        count: V2,
+      }),
+    ].map((r) => ({ key: r.account_number, value: encodeV2({ ...r, channel: 'mobile' }) }));
     const poison = [
       Buffer.from([1, 0, 0, 0, 1, 2, 3]),
       Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 2, 0x41]),
@@ -125,18 +143,18 @@ test(
     await producer.send({
       topic: TX,
       acks: -1,
-      messages: poison.map((value, i) => ({ key: `poison-${i}`, value })),
+      messages: [...poison.map((value, i) => ({ key: `poison-${i}`, value })), ...v2Records],
     });
     await producer.disconnect();
 
     const first = consume();
     await until('all facts in BigQuery and the poison in the DLQ', async () => {
       const [t, j, d] = await Promise.all([txDistinct(), jobRows(), topicCount(`${TX}.dlq`)]);
-      return t === N && j === 400 && d === poison.length;
+      return t === N + V2 && j === 400 && d === poison.length;
     });
     first.child.kill('SIGTERM');
     assert.equal(await first.exited, 0, first.output());
-    assert.equal(await txRows(), N, 'no duplicate rows');
+    assert.equal(await txRows(), N + V2, 'no duplicate rows');
 
     // Everything consumed is committed: the group's offsets reach each partition's end.
     const committed = await admin.fetchOffsets({ groupId: group, topics: [TX] });
@@ -154,7 +172,7 @@ test(
     });
     second.child.kill('SIGTERM');
     assert.equal(await second.exited, 0, second.output());
-    assert.equal(await txRows(), N);
+    assert.equal(await txRows(), N + V2);
     assert.equal(await jobRows(), 400);
     assert.equal(await topicCount(`${TX}.dlq`), poison.length);
   },
