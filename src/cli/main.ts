@@ -3,6 +3,7 @@ import { registerDemo } from './demo.ts';
 import { registerInit } from './init.ts';
 import { registerConsume } from './consume.ts';
 import { registerProduce } from './produce.ts';
+import { registerQuery } from './query.ts';
 import { registerStack } from './stack.ts';
 import { CliError } from './errors.ts';
 
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
   registerStack(program);
   registerProduce(program);
   registerConsume(program);
+  registerQuery(program);
   registerDemo(program);
   registerInit(program);
   return program;
@@ -25,7 +27,10 @@ export async function main(argv: string[]): Promise<number> {
     await buildProgram().parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    // Commander has already printed its message and the usage. Its errors all carry exit code 1, but
+    // they are bad usage (missing argument, unknown option, invalid choice), which is 2 here; help and
+    // --version keep their 0.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof CliError) {
       process.stderr.write(`txstream: ${err.message}\n`);
       return err.exitCode;
