@@ -7,6 +7,7 @@ import { loadConfig } from '../src/config/config.ts';
 import { createKafka, kafkaConnection } from '../src/kafka/client.ts';
 import { loadStackSettings, PROJECT_ROOT } from '../src/stack/settings.ts';
 import { up } from '../src/stack/stack.ts';
+import { histogramQuantile, readCounter, readHistogram } from '../src/observability/prometheus-text.ts';
 import { createBigQuery } from '../src/warehouse/client.ts';
 import type { BenchRow } from './producer.ts';
 
@@ -21,8 +22,6 @@ import type { BenchRow } from './producer.ts';
 const run = promisify(execFile);
 const BIN = path.join(PROJECT_ROOT, 'bin', 'txstream.js');
 
-type Samples = Map<string, number>;
-
 async function freePort(): Promise<number> {
   const srv = net.createServer();
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
@@ -31,45 +30,13 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function scrape(port: number): Promise<Samples | undefined> {
+/** The consumer's /metrics text; undefined while it does not listen yet. */
+async function scrape(port: number): Promise<string | undefined> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-    const out: Samples = new Map();
-    for (const line of (await res.text()).split('\n')) {
-      if (!line || line.startsWith('#')) continue;
-      const i = line.lastIndexOf(' ');
-      out.set(line.slice(0, i), Number(line.slice(i + 1)));
-    }
-    return out;
+    return await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   } catch {
-    return undefined; // not listening yet
+    return undefined;
   }
-}
-
-const sum = (m: Samples, prefix: string) =>
-  [...m].filter(([k]) => k.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
-
-/** histogram_quantile: the q-quantile of a Prometheus histogram, linear within the bucket it falls in. */
-export function histogramQuantile(m: Samples, name: string, q: number): number {
-  const buckets = [...m]
-    .filter(([k]) => k.startsWith(`${name}_bucket{`))
-    .map(([k, v]) => ({ le: Number(/le="([^"]+)"/.exec(k)![1]!.replace('+Inf', 'Infinity')), count: v }))
-    .sort((a, b) => a.le - b.le);
-  const total = buckets.at(-1)?.count ?? 0;
-  if (total === 0) return NaN;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const b of buckets) {
-    if (b.count >= rank) {
-      if (!Number.isFinite(b.le)) return prevLe;
-      const inBucket = b.count - prevCount;
-      return prevLe + (b.le - prevLe) * (inBucket === 0 ? 0 : (rank - prevCount) / inBucket);
-    }
-    prevLe = b.le;
-    prevCount = b.count;
-  }
-  return prevLe;
 }
 
 async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
@@ -142,7 +109,7 @@ export async function pipelineBench(o: { quick: boolean }): Promise<BenchRow[]> 
       ],
       { env, maxBuffer: 16 * 1024 * 1024 },
     );
-  const inserted = (m: Samples) => sum(m, 'txstream_records_inserted_total{');
+  const inserted = (m: string) => readCounter(m, 'txstream_records_inserted_total');
 
   try {
     // Throughput on a backlog.
@@ -154,7 +121,7 @@ export async function pipelineBench(o: { quick: boolean }): Promise<BenchRow[]> 
       const c = consume(env, prefix, port);
       const t0 = await waitFor('the first record consumed', 60_000, async () => {
         const m = await scrape(port);
-        return m && sum(m, 'txstream_records_consumed_total{') > 0 ? performance.now() : undefined;
+        return m && readCounter(m, 'txstream_records_consumed_total') > 0 ? performance.now() : undefined;
       });
       const m = await waitFor('the backlog inserted', 600_000, async () => {
         const s = await scrape(port);
@@ -162,8 +129,9 @@ export async function pipelineBench(o: { quick: boolean }): Promise<BenchRow[]> 
       });
       const seconds = (performance.now() - t0) / 1000;
       await c.stop();
-      const insertSeconds = m.get('txstream_insert_latency_seconds_sum') ?? 0;
-      const requests = m.get('txstream_insert_latency_seconds_count') ?? 0;
+      const insert = readHistogram(m, 'txstream_insert_latency_seconds');
+      const insertSeconds = insert?.sum ?? 0;
+      const requests = insert?.count ?? 0;
       rows.push({
         name: `pipeline: ${n.toLocaleString('en')}-transaction backlog into the emulator`,
         value: n / seconds,
@@ -192,8 +160,8 @@ export async function pipelineBench(o: { quick: boolean }): Promise<BenchRow[]> 
         return s && inserted(s) >= count ? s : undefined;
       });
       await consumer.stop();
-      const name = 'txstream_end_to_end_latency_seconds';
-      const q = (x: number) => histogramQuantile(m, name, x) * 1000;
+      const e2e = readHistogram(m, 'txstream_end_to_end_latency_seconds');
+      const q = (x: number) => (e2e ? (histogramQuantile(e2e, x) ?? NaN) : NaN) * 1000;
       rows.push({
         name: `pipeline: end-to-end latency p50 at ${c.rate}/s, linger ${c.intervalMs} ms`,
         value: q(0.5),
