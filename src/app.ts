@@ -42,6 +42,7 @@ export async function buildConsumerApp(o: {
   const { config } = o;
   const logger = pino({
     level: config.logLevel,
+    base: { pid: process.pid, component: 'consumer', group: o.groupId },
     redact: ['config.kafka.sasl.password', 'config.registry.password', '*.password'],
   });
   const catalogue = createTopicCatalogue({ prefix: o.topicPrefix ?? '' });
@@ -120,7 +121,7 @@ export async function buildConsumerApp(o: {
       // The batch policy bounds the file already (its byte counts include insertAll's envelope, an
       // upper bound of the NDJSON line); this is the sink's own guard.
       maxFileBytes: Math.max(DEFAULT_MAX_FILE_BYTES, config.load.maxBytes),
-      logger,
+      logger: logger.child({ component: 'load-sink' }),
     });
     batch = {
       maxRows: config.load.maxRows,
@@ -164,7 +165,7 @@ export async function buildConsumerApp(o: {
     sink,
     dlq,
     batch,
-    logger,
+    logger: logger.child({ component: 'runner' }),
     metrics: metrics.runner,
     ...(o.onFatal ? { onFatal: o.onFatal } : {}),
   });
