@@ -175,8 +175,8 @@ export function createRunner(o: RunnerOptions): Runner {
   let chain: Promise<void> = Promise.resolve();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopping = false;
-  /** Set while flushing for a rebalance: writes give up early, like at stop. */
-  let releasing = false;
+  /** Rebalance releases requested and not finished: writes give up early meanwhile, like at stop. */
+  let releasing = 0;
   let inBatch: Promise<void> | undefined;
   /** Settles once the state of the previous generation is gone; eachBatch waits for it. */
   let joined: Promise<void> = Promise.resolve();
@@ -184,7 +184,7 @@ export function createRunner(o: RunnerOptions): Runner {
   let fatal = false;
   /** Per partition held: the high watermark of its last fetch and the first offset fetched. */
   const watermarks = new Map<string, { topic: string; partition: number; high: string; first: string }>();
-  const giveUpEarly = () => stopping || releasing;
+  const giveUpEarly = () => stopping || releasing > 0;
 
   function reportFatal(err: unknown): void {
     if (fatal || isMembershipError(err) || !isTxstreamError(err) || err.retriable) return;
@@ -360,10 +360,13 @@ export function createRunner(o: RunnerOptions): Runner {
    * Failures are logged, not thrown; what was not committed is read again after the rejoin.
    */
   function release(why: string): Promise<void> {
+    // Counted from the request, not from its turn on the chain: a write queued ahead of it (a
+    // linger-timer write retrying against a failing warehouse) must give up early too, or the rejoin
+    // (and with it the whole group's rebalance) waits for that write as long as the warehouse is down.
+    releasing++;
     return serialized(async () => {
-      if (stopping) return;
-      releasing = true;
       try {
+        if (stopping) return;
         await flush(true);
         o.logger.info({ why }, 'rebalance: flushed and committed before giving up the partitions');
       } catch (err) {
@@ -373,7 +376,7 @@ export function createRunner(o: RunnerOptions): Runner {
           'rebalance: could not flush and commit everything; uncommitted records will be read again',
         );
       } finally {
-        releasing = false;
+        releasing--;
       }
     });
   }
@@ -513,10 +516,15 @@ export function createRunner(o: RunnerOptions): Runner {
               ),
             );
           else if (outcome === 'full')
-            await waitBeating(
-              serialized(() => write(binding, policy.flush(), heartbeat)),
-              heartbeat,
-            );
+            // A loop: a row carried over from a batch full by bytes can fill the next batch on its own
+            // (BatchPolicy.flush), and add() throws on a full policy, which left the next record tracked
+            // but never buffered: a hole no commit of its partition could pass again.
+            do {
+              await waitBeating(
+                serialized(() => write(binding, policy.flush(), heartbeat)),
+                heartbeat,
+              );
+            } while (policy.full);
         }
       }
       resolveOffset(message.offset);
@@ -576,7 +584,9 @@ export function createRunner(o: RunnerOptions): Runner {
     buffered: () => [...policies.values()].reduce((n, p) => n + p.size, 0),
     lag: () =>
       [...watermarks.values()].map((w) => {
-        const from = tracker.commitPoint(w.topic, w.partition) ?? w.first;
+        // What the group has committed, not what this member has acknowledged: a commit the group
+        // refused (a rebalance) still counts as lag.
+        const from = tracker.committed(w.topic, w.partition) ?? w.first;
         return {
           topic: w.topic,
           partition: w.partition,

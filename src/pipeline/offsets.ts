@@ -192,6 +192,8 @@ export interface OffsetTracker {
   markCommitted(offsets: readonly { topic: string; partition: number; offset: string | bigint }[]): void;
   /** The partition's current commit point (next offset to consume), or undefined if none yet. */
   commitPoint(topic: string, partition: number): string | undefined;
+  /** The highest offset markCommitted recorded for the partition, or undefined if none yet. */
+  committed(topic: string, partition: number): string | undefined;
   /**
    * Forgets a partition released in a rebalance and returns how many of its records were still
    * un-acknowledged (0 when the runner flushed and committed first, as it should). Acks that arrive
@@ -298,6 +300,9 @@ export function createOffsetTracker(): OffsetTracker {
       }
     },
 
+    committed(topic, partition) {
+      return find(topic, partition)?.committed?.toString();
+    },
     commitPoint(topic, partition) {
       return find(topic, partition)?.commitPoint?.toString();
     },

@@ -1,0 +1,1059 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { TestContext } from 'node:test';
+import { setImmediate as turn } from 'node:timers/promises';
+import type { Consumer, ConsumerRunConfig, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import type { GuardedDecodeResult, GuardedDecoder } from '../../../src/codec/guarded-decoder.ts';
+import { createRunner, isMembershipError } from '../../../src/consumers/runner.ts';
+import type {
+  DeadLetter,
+  Runner,
+  RunnerDlq,
+  RunnerMetrics,
+  RunnerSink,
+  SinkRowResult,
+  TopicBinding,
+} from '../../../src/consumers/runner.ts';
+import { TxstreamError } from '../../../src/errors.ts';
+import type { InsertRow } from '../../../src/pipeline/rows.ts';
+
+// The batch runner driven through fakes of everything it talks to: a kafkajs Consumer that hands
+// EachBatchPayloads built by hand to the captured eachBatch handler, a decoder that reads JSON behind a
+// Confluent header, a scriptable sink and DLQ. Clock, sleep and randomness are injected and setTimeout
+// (the linger timer, waitBeating's one-second heartbeat tick) is node:test's mock, so nothing here
+// waits on real time: a timer fires only when a test advances it. The fakes yield a macrotask
+// (setImmediate) on each I/O call, like real clients, so orderings asserted here are not artefacts of
+// everything resolving in one microtask run.
+
+const TX = 'tx';
+const JOBS = 'jobs';
+const SCHEMA_ID = 7;
+/** Epoch ms of offset 0's Kafka timestamp; the injected wall clock starts there too. */
+const T0 = 1_700_000_000_000;
+
+type Row = InsertRow<Record<string, unknown>>;
+type SinkStep = (rows: readonly Row[]) => SinkRowResult[] | Promise<SinkRowResult[]>;
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Lets every queued callback, microtask and setImmediate run (mocked setTimeouts stay put). */
+async function settle(rounds = 20): Promise<void> {
+  for (let i = 0; i < rounds; i++) await turn();
+}
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (cond()) return;
+    await turn();
+  }
+  assert.fail(`never happened: ${what}`);
+}
+
+/** A Confluent-framed value: magic byte 0, the schema id big-endian, then (here) JSON. */
+function framed(value: unknown, schemaId = SCHEMA_ID): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeInt32BE(schemaId, 1);
+  return Buffer.concat([header, Buffer.from(typeof value === 'string' ? value : JSON.stringify(value))]);
+}
+
+/** kafkajs' KafkaJSProtocolError as commitOffsets and heartbeat throw it. */
+function kafkaError(type: string, retriable: boolean): Error {
+  return Object.assign(new Error(`kafkajs protocol error ${type}`), {
+    name: 'KafkaJSProtocolError',
+    type,
+    retriable,
+  });
+}
+
+function unavailable(settled?: (SinkRowResult | undefined)[]): TxstreamError {
+  const err = new TxstreamError('WAREHOUSE_UNAVAILABLE', 'HTTP 503 backendError', { retriable: true });
+  return settled ? Object.assign(err, { settled }) : err;
+}
+
+const ok = (rows: readonly Row[]): SinkRowResult[] => rows.map(() => ({ ok: true }));
+const idsOf = (rows: readonly Row[]) => rows.map((r) => r.insertId);
+
+function fakeConsumer(log: string[]) {
+  const listeners = new Map<string, ((event: unknown) => void)[]>();
+  const c = {
+    events: { GROUP_JOIN: 'consumer.group_join', REBALANCING: 'consumer.rebalancing' },
+    subscriptions: [] as unknown[],
+    config: undefined as ConsumerRunConfig | undefined,
+    pauses: [] as { topic: string }[][],
+    resumes: [] as { topic: string }[][],
+    /** Commits the broker accepted. */
+    commits: [] as { topic: string; partition: number; offset: string }[][],
+    commitAttempts: 0,
+    /** Errors for the next commits, one each; then `commitAlwaysFails` if set. */
+    commitFailures: [] as Error[],
+    commitAlwaysFails: undefined as Error | undefined,
+    disconnects: 0,
+    on(event: string, listener: (event: unknown) => void) {
+      listeners.set(event, [...(listeners.get(event) ?? []), listener]);
+      return () => undefined;
+    },
+    emit(event: string, payload: unknown) {
+      for (const l of listeners.get(event) ?? []) l({ id: 1, type: event, timestamp: Date.now(), payload });
+    },
+    async subscribe(s: unknown) {
+      c.subscriptions.push(s);
+    },
+    async run(config: ConsumerRunConfig) {
+      c.config = config;
+    },
+    pause(topics: { topic: string }[]) {
+      c.pauses.push(topics);
+      log.push(`pause ${topics.map((t) => t.topic).join(',')}`);
+    },
+    resume(topics: { topic: string }[]) {
+      c.resumes.push(topics);
+      log.push(`resume ${topics.map((t) => t.topic).join(',')}`);
+    },
+    async commitOffsets(offsets: { topic: string; partition: number; offset: string }[]) {
+      c.commitAttempts++;
+      await turn();
+      const failure = c.commitFailures.shift() ?? c.commitAlwaysFails;
+      const what = offsets.map((o) => `${o.topic}/${o.partition}@${o.offset}`).join(',');
+      if (failure) {
+        log.push(`commit failed ${what}`);
+        throw failure;
+      }
+      c.commits.push(offsets.map((o) => ({ ...o })));
+      log.push(`commit ${what}`);
+    },
+    async disconnect() {
+      c.disconnects++;
+      log.push('disconnect');
+    },
+    /** What kafkajs' fetch loop does with a fetched batch. */
+    deliver(payload: EachBatchPayload): Promise<void> {
+      const handler = c.config?.eachBatch;
+      assert.ok(handler, 'run() was not called with eachBatch');
+      return handler(payload);
+    },
+  };
+  return c;
+}
+
+function fakeDecoder() {
+  const d = {
+    prepared: [] as (number | null | undefined)[][],
+    /** When set, prepare() waits for it (a slow schema registry). */
+    gate: undefined as Promise<void> | undefined,
+    /** Errors for the next prepare() calls, one each. */
+    failures: [] as Error[],
+    async prepare(ids: Iterable<number | null | undefined>) {
+      d.prepared.push([...ids]);
+      await turn();
+      if (d.gate) await d.gate;
+      const failure = d.failures.shift();
+      if (failure) throw failure;
+    },
+    decode(bytes: Uint8Array | null | undefined): GuardedDecodeResult {
+      if (!bytes) return { ok: false, code: 'POISON_RECORD', reason: 'value is null', retriable: false };
+      if (bytes.length < 5 || bytes[0] !== 0)
+        return {
+          ok: false,
+          code: 'POISON_RECORD',
+          reason: 'not in the Confluent wire format',
+          retriable: false,
+        };
+      const schemaId = Buffer.from(bytes).readInt32BE(1);
+      try {
+        return { ok: true, value: JSON.parse(Buffer.from(bytes.subarray(5)).toString('utf8')), schemaId };
+      } catch (err) {
+        return {
+          ok: false,
+          code: 'DECODE_FAILED',
+          reason: (err as Error).message,
+          schemaId,
+          retriable: false,
+        };
+      }
+    },
+  };
+  return d;
+}
+
+function fakeSink(log: string[]) {
+  const s = {
+    calls: [] as { table: string; ids: string[] }[],
+    /** One behaviour per call, in order; `otherwise` after they ran out. */
+    steps: [] as SinkStep[],
+    otherwise: ok as SinkStep,
+    async insert(table: string, rows: readonly Row[]): Promise<SinkRowResult[]> {
+      s.calls.push({ table, ids: idsOf(rows) });
+      log.push(`insert ${idsOf(rows).join(',')}`);
+      await turn();
+      return (s.steps.shift() ?? s.otherwise)(rows);
+    },
+  } satisfies RunnerSink & Record<string, unknown>;
+  return s;
+}
+
+function fakeDlq(log: string[]) {
+  const d = {
+    published: [] as DeadLetter[][],
+    steps: [] as (() => Promise<void>)[],
+    async publish(entries: readonly DeadLetter[]) {
+      const what = entries.map((e) => `${e.source.topic}-${e.source.partition}-${e.source.offset}`);
+      log.push(`dlq ${what.join(',')}`);
+      await turn();
+      const step = d.steps.shift();
+      if (step) await step();
+      d.published.push([...entries]);
+    },
+  } satisfies RunnerDlq & Record<string, unknown>;
+  return d;
+}
+
+function fakeMetrics() {
+  const calls: { name: string; args: unknown[] }[] = [];
+  const rec =
+    (name: string) =>
+    (...args: unknown[]) =>
+      void calls.push({ name, args });
+  const metrics: RunnerMetrics = {
+    consumed: rec('consumed'),
+    inserted: rec('inserted'),
+    deadLettered: rec('deadLettered'),
+    insertLatency: rec('insertLatency'),
+    endToEnd: rec('endToEnd'),
+    retried: rec('retried'),
+    inFlight: rec('inFlight'),
+    dropped: rec('dropped'),
+  };
+  return { metrics, of: (name: string) => calls.filter((c) => c.name === name).map((c) => c.args) };
+}
+
+/** Maps `{ id, invalid? }` records to rows with the deterministic insertId topic-partition-offset. */
+function binding(topic: string, table: string): TopicBinding {
+  return {
+    topic,
+    table,
+    map(record, lineage, ingestedAtMicros) {
+      const r = record as { id?: string; invalid?: boolean; pad?: string };
+      if (r.invalid) return { ok: false, field: 'amount', reason: 'must be positive' };
+      const row: Row = {
+        insertId: `${lineage.topic}-${lineage.partition}-${lineage.offset}`,
+        json: { ...r, schema_id: lineage.schemaId ?? null, ingested_at: ingestedAtMicros },
+      };
+      return { ok: true, row, bytes: Buffer.byteLength(JSON.stringify(row)) };
+    },
+  };
+}
+
+interface SetupOptions {
+  maxRows?: number;
+  maxBytes?: number;
+  lingerMs?: number;
+  retry?: { initialMs: number; maxMs: number };
+  /** Values random() returns in turn; 0.5 after they ran out. */
+  random?: number[];
+  /** Backoff sleeps wait until the test calls wake() instead of ending at the next turn. */
+  holdSleeps?: boolean;
+}
+
+type Harness = Awaited<ReturnType<typeof setup>>;
+
+async function setup(t: TestContext, o: SetupOptions = {}) {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const log: string[] = [];
+  const consumer = fakeConsumer(log);
+  const decoder = fakeDecoder();
+  const sink = fakeSink(log);
+  const dlq = fakeDlq(log);
+  const { metrics, of } = fakeMetrics();
+  const clock = { ms: 0 };
+  const sleeps: number[] = [];
+  const fatal: Error[] = [];
+  const randoms = [...(o.random ?? [])];
+  const held: (() => void)[] = [];
+  const runner: Runner = createRunner({
+    consumer: consumer as unknown as Consumer,
+    bindings: [binding(TX, 'fact_tx'), binding(JOBS, 'fact_jobs')],
+    decoder: decoder satisfies GuardedDecoder,
+    sink,
+    dlq,
+    batch: {
+      maxRows: o.maxRows ?? 3,
+      lingerMs: o.lingerMs ?? 1000,
+      ...(o.maxBytes ? { maxBytes: o.maxBytes } : {}),
+    },
+    logger: {
+      info: () => undefined,
+      warn: (_obj, msg) => void log.push(`warn ${msg}`),
+      error: (_obj, msg) => void log.push(`error ${msg}`),
+    },
+    metrics,
+    now: () => clock.ms,
+    wallMicros: () => (T0 + clock.ms) * 1000,
+    async sleep(ms) {
+      sleeps.push(ms);
+      log.push(`sleep ${ms}`);
+      // A runner that retries what it must not would otherwise loop forever.
+      if (sleeps.length > 20) throw new Error('runaway retry loop');
+      if (o.holdSleeps) await new Promise<void>((r) => held.push(r));
+      else await turn();
+    },
+    random: () => randoms.shift() ?? 0.5,
+    retry: o.retry ?? { initialMs: 100, maxMs: 1000 },
+    onFatal: (err) => void fatal.push(err),
+  });
+  await runner.start();
+  return {
+    log,
+    consumer,
+    decoder,
+    sink,
+    dlq,
+    metricsOf: of,
+    sleeps,
+    fatal,
+    /** Ends the backoff sleeps in progress (with holdSleeps), then lets what follows them run. */
+    async wake() {
+      for (const r of held.splice(0)) r();
+      await settle();
+    },
+    runner,
+    /** Moves the injected clock and the mocked setTimeout together, then lets the fired work run. */
+    async advance(ms: number) {
+      clock.ms += ms;
+      t.mock.timers.tick(ms);
+      await settle();
+    },
+  };
+}
+
+interface MessageSpec {
+  offset: number;
+  value?: Buffer | null;
+}
+
+/** An EachBatchPayload as kafkajs builds it; values default to a framed `{ id }` record. */
+function batchOf(
+  h: Harness,
+  topic: string,
+  partition: number,
+  specs: readonly (number | MessageSpec)[],
+  o: { high?: string; heartbeat?: () => Promise<void> } = {},
+) {
+  const messages: KafkaMessage[] = specs.map((spec) => {
+    const m = typeof spec === 'number' ? { offset: spec } : spec;
+    return {
+      offset: String(m.offset),
+      timestamp: String(T0 + m.offset),
+      key: Buffer.from(`key-${m.offset}`),
+      value: m.value === undefined ? framed({ id: `${topic}-${partition}-${m.offset}` }) : m.value,
+      headers: { trace: Buffer.from(`trace-${m.offset}`) },
+      attributes: 0,
+    };
+  });
+  const last = specs.at(-1);
+  const high = o.high ?? String(last === undefined ? 0 : (typeof last === 'number' ? last : last.offset) + 1);
+  const resolved: string[] = [];
+  let heartbeats = 0;
+  const unused = (what: string) => () => {
+    throw new Error(`the runner must not call payload.${what}`);
+  };
+  const payload: EachBatchPayload = {
+    batch: {
+      topic,
+      partition,
+      highWatermark: high,
+      messages,
+      isEmpty: () => messages.length === 0,
+      firstOffset: () => messages[0]?.offset ?? null,
+      lastOffset: () => messages.at(-1)?.offset ?? String(BigInt(high) - 1n),
+      offsetLag: () => '0',
+      offsetLagLow: () => '0',
+    },
+    resolveOffset: (offset) => void resolved.push(offset),
+    async heartbeat() {
+      heartbeats++;
+      h.log.push('heartbeat');
+      await o.heartbeat?.();
+    },
+    pause: unused('pause'),
+    commitOffsetsIfNecessary: unused('commitOffsetsIfNecessary'),
+    uncommittedOffsets: unused('uncommittedOffsets'),
+    isRunning: () => true,
+    isStale: () => false,
+  };
+  return { payload, resolved, heartbeats: () => heartbeats };
+}
+
+const commitsOf = (h: Harness) =>
+  h.consumer.commits.map((c) => c.map((o) => `${o.topic}/${o.partition}@${o.offset}`).join(','));
+/** The log without heartbeats and warnings, for asserting the order of I/O. */
+const ioLog = (h: Harness) => h.log.filter((l) => !l.startsWith('heartbeat') && !l.startsWith('warn '));
+
+describe('createRunner', () => {
+  it('subscribes every bound topic and runs kafkajs without auto-commit or auto-resolve', async (t) => {
+    const h = await setup(t);
+    assert.deepEqual(h.consumer.subscriptions, [{ topics: [TX, JOBS], fromBeginning: true }]);
+    assert.equal(h.consumer.config?.autoCommit, false);
+    assert.equal(h.consumer.config?.eachBatchAutoResolve, false);
+  });
+
+  it('commits the highest contiguous landed offset + 1 per partition, never a buffered one', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    const a = batchOf(h, TX, 0, [10, 11, 12, 13, 14]);
+    await h.consumer.deliver(a.payload);
+    // 10..12 filled a batch and landed; 13 and 14 wait for the next one: the commit stops at 13,
+    // although every offset of the fetch was resolved.
+    assert.deepEqual(h.sink.calls, [{ table: 'fact_tx', ids: ['tx-0-10', 'tx-0-11', 'tx-0-12'] }]);
+    assert.deepEqual(a.resolved, ['10', '11', '12', '13', '14']);
+    assert.deepEqual(commitsOf(h), ['tx/0@13']);
+    assert.equal(h.runner.buffered(), 2);
+
+    // Gaps in a partition's offsets (compaction, transaction markers) are not holes.
+    const b = batchOf(h, JOBS, 1, [0, 2, 5]);
+    await h.consumer.deliver(b.payload);
+    assert.deepEqual(h.sink.calls[1], { table: 'fact_jobs', ids: ['jobs-1-0', 'jobs-1-2', 'jobs-1-5'] });
+    // tx/0 is not offered again: nothing new became committable there.
+    assert.deepEqual(commitsOf(h), ['tx/0@13', 'jobs/1@6']);
+
+    await h.runner.stop();
+    assert.deepEqual(h.sink.calls[2], { table: 'fact_tx', ids: ['tx-0-13', 'tx-0-14'] });
+    assert.deepEqual(commitsOf(h), ['tx/0@13', 'jobs/1@6', 'tx/0@15']);
+    // Every commit came after the insert that acknowledged its rows.
+    assert.deepEqual(
+      ioLog(h).filter((l) => !l.startsWith('pause')),
+      [
+        'insert tx-0-10,tx-0-11,tx-0-12',
+        'commit tx/0@13',
+        'insert jobs-1-0,jobs-1-2,jobs-1-5',
+        'commit jobs/1@6',
+        'insert tx-0-13,tx-0-14',
+        'commit tx/0@15',
+        'disconnect',
+      ],
+    );
+    assert.deepEqual(h.metricsOf('inserted'), [
+      [TX, 3],
+      [JOBS, 3],
+      [TX, 2],
+    ]);
+    assert.deepEqual(h.metricsOf('consumed'), [
+      [TX, 5],
+      [JOBS, 3],
+    ]);
+  });
+
+  it('dead-letters poison records and commits their offsets only after the DLQ acknowledged them', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    const gate = deferred();
+    h.dlq.steps.push(() => gate.promise);
+    const raw = Buffer.from('plain text, not framed');
+    const broken = framed('{"id": "tx-0-1", ', 9);
+    const invalid = framed({ id: 'tx-0-2', invalid: true });
+    const b = batchOf(h, TX, 0, [
+      { offset: 0, value: raw },
+      { offset: 1, value: broken },
+      { offset: 2, value: invalid },
+      3,
+    ]);
+    const done = h.consumer.deliver(b.payload);
+    await until('the DLQ publish', () => h.log.some((l) => l.startsWith('dlq')));
+    await settle();
+    assert.equal(h.consumer.commitAttempts, 0, 'nothing may be committed before the DLQ acknowledged');
+    gate.resolve();
+    await done;
+
+    const entries = h.dlq.published[0] ?? [];
+    assert.equal(h.dlq.published.length, 1);
+    assert.deepEqual(
+      entries.map((e) => [e.source.offset, e.error.stage, e.error.code, e.schemaId]),
+      [
+        ['0', 'decode', 'POISON_RECORD', -1],
+        ['1', 'decode', 'DECODE_FAILED', 9],
+        ['2', 'map', 'INVALID_RECORD', SCHEMA_ID],
+      ],
+    );
+    assert.equal(entries[2]?.error.reason, 'amount: must be positive');
+    // The original bytes, key and headers travel to the DLQ untouched.
+    assert.deepEqual(entries[0]?.value, raw);
+    assert.deepEqual(entries[1]?.value, broken);
+    assert.deepEqual(entries[0]?.key, Buffer.from('key-0'));
+    assert.deepEqual(entries[0]?.headers, { trace: Buffer.from('trace-0') });
+    assert.deepEqual(entries[0]?.source, { topic: TX, partition: 0, offset: '0', timestamp: String(T0) });
+    assert.deepEqual(h.metricsOf('deadLettered'), [[TX, 3]]);
+
+    // 0..2 are done (in the DLQ); 3 is buffered, not landed: the commit stops before it.
+    assert.deepEqual(commitsOf(h), ['tx/0@3']);
+    assert.deepEqual(b.resolved, ['0', '1', '2', '3']);
+    assert.equal(h.sink.calls.length, 0);
+    await h.runner.stop();
+    assert.deepEqual(h.sink.calls, [{ table: 'fact_tx', ids: ['tx-0-3'] }]);
+    assert.deepEqual(commitsOf(h), ['tx/0@3', 'tx/0@4']);
+  });
+
+  it('retries a failed DLQ publish and commits only once it went through', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    h.dlq.steps.push(async () => {
+      throw new Error('broker not available');
+    });
+    await h.consumer.deliver(batchOf(h, TX, 0, [{ offset: 0, value: null }]).payload);
+    assert.deepEqual(ioLog(h), ['dlq tx-0-0', 'sleep 50', 'dlq tx-0-0', 'commit tx/0@1']);
+    assert.deepEqual(h.metricsOf('retried'), [['dead-letter']]);
+  });
+
+  it('commits nothing past records whose DLQ publish failed for good', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    const refused = new TxstreamError('BROKER_REJECTED', 'DLQ topic does not exist', { retriable: false });
+    h.dlq.steps.push(async () => {
+      throw refused;
+    });
+    const b = batchOf(h, TX, 0, [{ offset: 0, value: null }, 1]);
+    await assert.rejects(h.consumer.deliver(b.payload), refused);
+    assert.deepEqual(h.fatal, [refused]);
+    await h.runner.stop();
+    // Row 1 landed at stop, but record 0 is neither in the table nor in the DLQ: no commit may pass it.
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-1']],
+    );
+    assert.equal(h.consumer.commitAttempts, 0);
+  });
+
+  it('dead-letters rows the warehouse rejects while the other rows of the request land', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    h.sink.steps.push(() => [{ ok: true }, { ok: false, reason: 'no such field: colour' }, { ok: true }]);
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2]).payload);
+
+    const entries = h.dlq.published[0] ?? [];
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0]?.source.offset, '1');
+    assert.deepEqual(entries[0]?.error, {
+      code: 'WAREHOUSE_REJECTED',
+      reason: 'no such field: colour',
+      stage: 'warehouse',
+    });
+    assert.equal(entries[0]?.schemaId, SCHEMA_ID);
+    assert.deepEqual(entries[0]?.value, framed({ id: 'tx-0-1' }));
+    assert.deepEqual(h.metricsOf('inserted'), [[TX, 2]]);
+    assert.deepEqual(h.metricsOf('deadLettered'), [[TX, 1]]);
+    assert.deepEqual(ioLog(h), ['insert tx-0-0,tx-0-1,tx-0-2', 'dlq tx-0-1', 'commit tx/0@3']);
+  });
+
+  it('retries a transient warehouse failure with capped, jittered backoff, re-sending only unsettled rows', async (t) => {
+    const h = await setup(t, { maxRows: 4, retry: { initialMs: 100, maxMs: 150 }, random: [0.25, 1] });
+    h.sink.steps.push(
+      // Row 0 landed and row 3 was rejected before the request failed; 1 and 2 must be sent again.
+      () => {
+        throw unavailable([{ ok: true }, undefined, undefined, { ok: false, reason: 'bad row' }]);
+      },
+      // `settled` is index-aligned with the rows of *this* request: [1, 2]; row 2 landed.
+      () => {
+        throw unavailable([undefined, { ok: true }]);
+      },
+    );
+    const b = batchOf(h, TX, 0, [0, 1, 2, 3]);
+    await h.consumer.deliver(b.payload);
+
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-0', 'tx-0-1', 'tx-0-2', 'tx-0-3'], ['tx-0-1', 'tx-0-2'], ['tx-0-1']],
+    );
+    // Full jitter: random() × min(maxMs, initialMs × 2^attempt) = 0.25 × 100, then 1 × min(150, 200).
+    assert.deepEqual(h.sleeps, [25, 150]);
+    assert.deepEqual(h.metricsOf('retried'), [['insert'], ['insert']]);
+    // Heartbeats between attempts keep the membership; no commit before the rows were written.
+    assert.deepEqual(
+      h.log.filter((l) => !l.startsWith('warn')),
+      [
+        'insert tx-0-0,tx-0-1,tx-0-2,tx-0-3',
+        'sleep 25',
+        'heartbeat',
+        'insert tx-0-1,tx-0-2',
+        'sleep 150',
+        'heartbeat',
+        'insert tx-0-1',
+        'dlq tx-0-3',
+        'commit tx/0@4',
+        'heartbeat',
+      ],
+    );
+    assert.deepEqual(
+      h.dlq.published.flat().map((e) => [e.source.offset, e.error.code]),
+      [['3', 'WAREHOUSE_REJECTED']],
+    );
+    assert.deepEqual(h.metricsOf('inserted'), [[TX, 3]]);
+    // Retries inside eachBatch heartbeat; only linger-timer writes pause the topics.
+    assert.deepEqual(h.consumer.pauses, []);
+  });
+
+  it('splits a request the warehouse refuses as too large into halves', async (t) => {
+    const h = await setup(t, { maxRows: 4 });
+    h.sink.otherwise = (rows) => {
+      if (rows.length > 2) throw new TxstreamError('REQUEST_TOO_LARGE', 'HTTP 413 request too large');
+      return ok(rows);
+    };
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2, 3]).payload);
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [
+        ['tx-0-0', 'tx-0-1', 'tx-0-2', 'tx-0-3'],
+        ['tx-0-0', 'tx-0-1'],
+        ['tx-0-2', 'tx-0-3'],
+      ],
+    );
+    assert.deepEqual(h.sleeps, [], 'a split is not a retry');
+    assert.deepEqual(h.dlq.published, []);
+    assert.deepEqual(commitsOf(h), ['tx/0@4']);
+  });
+
+  it('dead-letters a single row that is too large on its own, landing its neighbours', async (t) => {
+    const h = await setup(t, { maxRows: 4 });
+    h.sink.otherwise = (rows) => {
+      if (idsOf(rows).includes('tx-0-2'))
+        throw new TxstreamError('REQUEST_TOO_LARGE', 'HTTP 413 request too large');
+      return ok(rows);
+    };
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2, 3]).payload);
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [
+        ['tx-0-0', 'tx-0-1', 'tx-0-2', 'tx-0-3'],
+        ['tx-0-0', 'tx-0-1'],
+        ['tx-0-2', 'tx-0-3'],
+        ['tx-0-2'],
+        ['tx-0-3'],
+      ],
+    );
+    const entries = h.dlq.published.flat();
+    assert.deepEqual(
+      entries.map((e) => [e.source.offset, e.error.stage, e.error.code, e.error.reason]),
+      [['2', 'warehouse', 'WAREHOUSE_REJECTED', 'HTTP 413 request too large']],
+    );
+    assert.deepEqual(h.metricsOf('inserted'), [
+      [TX, 2],
+      [TX, 0],
+      [TX, 1],
+    ]);
+    assert.deepEqual(commitsOf(h), ['tx/0@4']);
+  });
+
+  it('dead-letters a row the batch policy measures above maxBytes without sending it', async (t) => {
+    const h = await setup(t, { maxRows: 10, maxBytes: 4000 });
+    const huge = framed({ id: 'tx-0-1', pad: 'x'.repeat(5000) });
+    const b = batchOf(h, TX, 0, [0, { offset: 1, value: huge }, 2]);
+    await h.consumer.deliver(b.payload);
+    const entries = h.dlq.published.flat();
+    assert.deepEqual(
+      entries.map((e) => [e.source.offset, e.error.stage, e.error.code]),
+      [['1', 'warehouse', 'REQUEST_TOO_LARGE']],
+    );
+    assert.deepEqual(entries[0]?.value, huge);
+    // 0 and 2 are buffered: nothing is contiguous yet.
+    assert.equal(h.consumer.commitAttempts, 0);
+    await h.runner.stop();
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-0', 'tx-0-2']],
+    );
+    assert.deepEqual(commitsOf(h), ['tx/0@3']);
+  });
+
+  it('writes a carried-over row that fills a batch on its own before adding the next row', async (t) => {
+    // maxBytes 4000 less 1024 request and 304 row overhead bytes leaves 2672 for one row. Row 1 (about
+    // 2500 bytes) does not fit beside row 0, so it is carried into the next batch, which it fills by
+    // itself: less than the smallest row's overhead is left. The policy refuses add() until then.
+    const h = await setup(t, { maxRows: 10, maxBytes: 4000 });
+    const big = framed({ id: 'tx-0-1', pad: 'x'.repeat(2400) });
+    const b = batchOf(h, TX, 0, [0, { offset: 1, value: big }, 2, 3]);
+    await h.consumer.deliver(b.payload);
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-0'], ['tx-0-1']],
+    );
+    assert.deepEqual(b.resolved, ['0', '1', '2', '3']);
+    assert.deepEqual(commitsOf(h), ['tx/0@2']);
+    await h.runner.stop();
+    assert.deepEqual(h.sink.calls[2]?.ids, ['tx-0-2', 'tx-0-3']);
+    assert.deepEqual(commitsOf(h), ['tx/0@2', 'tx/0@4']);
+    assert.deepEqual(h.dlq.published, []);
+  });
+
+  it('reports a non-retriable warehouse error to onFatal once and commits none of its rows', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    const denied = new TxstreamError('WAREHOUSE_ERROR', 'HTTP 403 accessDenied', { retriable: false });
+    h.sink.otherwise = () => {
+      throw denied;
+    };
+    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2]).payload), denied);
+    assert.deepEqual(h.fatal, [denied]);
+    assert.deepEqual(h.sleeps, [], 'retrying cannot fix it');
+    // Later rows of the partition cannot be committed past the rows that never landed either.
+    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [3, 4, 5]).payload), denied);
+    assert.deepEqual(h.fatal, [denied], 'onFatal is called once');
+    assert.equal(h.consumer.commitAttempts, 0);
+    assert.deepEqual(h.dlq.published, []);
+  });
+
+  it('reports a non-retriable error of a linger-timer write to onFatal', async (t) => {
+    const h = await setup(t, { maxRows: 10, lingerMs: 500 });
+    const missing = new TxstreamError('WAREHOUSE_ERROR', 'HTTP 404 table not found', { retriable: false });
+    h.sink.otherwise = () => {
+      throw missing;
+    };
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    await h.advance(500);
+    await until('the timer write', () => h.fatal.length > 0);
+    assert.deepEqual(h.fatal, [missing]);
+    assert.equal(h.consumer.commitAttempts, 0);
+  });
+
+  it('flushes and commits before a heartbeat’s REBALANCE_IN_PROGRESS leaves eachBatch', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    const rebalancing = kafkaError('REBALANCE_IN_PROGRESS', false);
+    const b = batchOf(h, JOBS, 0, [5], {
+      heartbeat: async () => {
+        throw rebalancing;
+      },
+    });
+    await h.consumer.deliver(b.payload).then(
+      () => assert.fail('the membership error must reach kafkajs'),
+      (err: unknown) => {
+        assert.equal(err, rebalancing);
+        h.log.push('eachBatch rejected');
+      },
+    );
+    // The group still accepts this generation's commits until the member rejoins, which kafkajs does
+    // only after eachBatch returned: everything buffered was written and committed first.
+    assert.deepEqual(ioLog(h), [
+      'insert tx-0-0,tx-0-1',
+      'insert jobs-0-5',
+      'commit tx/0@2,jobs/0@6',
+      'eachBatch rejected',
+    ]);
+    assert.equal(h.runner.buffered(), 0);
+    assert.deepEqual(h.fatal, [], 'a rebalance is not fatal');
+  });
+
+  it('at a rebalance learned during a retry, commits what landed and not the interrupted rows', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    await h.consumer.deliver(batchOf(h, JOBS, 0, [0]).payload);
+    const rebalancing = kafkaError('REBALANCE_IN_PROGRESS', false);
+    h.sink.steps.push(() => {
+      throw unavailable();
+    });
+    const b = batchOf(h, TX, 0, [0, 1, 2], {
+      heartbeat: async () => {
+        throw rebalancing;
+      },
+    });
+    await assert.rejects(h.consumer.deliver(b.payload), rebalancing);
+    // tx 0..2 failed once and were not written again: they are not committed (read again after the rejoin).
+    assert.deepEqual(ioLog(h), [
+      'insert tx-0-0,tx-0-1,tx-0-2',
+      'sleep 50',
+      'insert jobs-0-0',
+      'commit jobs/0@1',
+    ]);
+  });
+
+  it('makes a retrying linger-timer write give up early once a rebalance needs the chain', async (t) => {
+    const h = await setup(t, { maxRows: 10, lingerMs: 500, holdSleeps: true });
+    // The warehouse refuses the tx table and takes the jobs table.
+    h.sink.otherwise = (rows) => {
+      if (idsOf(rows).some((id) => id.startsWith('tx-'))) throw unavailable();
+      return ok(rows);
+    };
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    await h.advance(500);
+    assert.equal(h.sleeps.length, 1, 'the linger-timer write is backing off');
+
+    // A batch learns of the rebalance while its commit waits behind that write.
+    const rebalancing = kafkaError('REBALANCE_IN_PROGRESS', false);
+    let outcome: unknown;
+    const b = batchOf(h, JOBS, 0, [0], {
+      heartbeat: async () => {
+        throw rebalancing;
+      },
+    });
+    void h.consumer.deliver(b.payload).then(
+      () => (outcome = 'resolved'),
+      (err: unknown) => (outcome = err),
+    );
+    await settle();
+    await h.advance(1000); // waitBeating's heartbeat tick
+    // The group waits for this member to rejoin, which kafkajs does only once eachBatch returned: the
+    // write queued ahead of the release must stop retrying after a few attempts like the release's own.
+    for (let i = 0; i < 25 && outcome === undefined; i++) await h.wake();
+    assert.equal(outcome, rebalancing);
+    assert.equal(h.sink.calls.filter((c) => c.table === 'fact_tx').length, 4);
+    assert.ok(!h.log.some((l) => l.includes('runaway')), 'the write gave up by itself');
+    // What could be written was, and committed, before eachBatch returned.
+    assert.deepEqual(commitsOf(h), ['jobs/0@1']);
+  });
+
+  it('flushes and commits what it holds when kafkajs reports REBALANCING', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    h.consumer.emit(h.consumer.events.REBALANCING, { groupId: 'g', memberId: 'm' });
+    await until('the commit', () => h.consumer.commits.length > 0);
+    assert.deepEqual(ioLog(h), ['insert tx-0-0,tx-0-1', 'commit tx/0@2']);
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0] } });
+    await settle();
+    assert.deepEqual(h.metricsOf('dropped'), [], 'nothing was left to drop');
+    // The new generation reads from the committed offset.
+    await h.consumer.deliver(batchOf(h, TX, 0, [2, 3, 4]).payload);
+    await h.runner.stop();
+    assert.deepEqual(commitsOf(h), ['tx/0@2', 'tx/0@5']);
+  });
+
+  it('gives a commit the group refused back to kafkajs instead of retrying it', async (t) => {
+    const h = await setup(t, { maxRows: 2 });
+    const illegal = kafkaError('ILLEGAL_GENERATION', false);
+    h.consumer.commitAlwaysFails = illegal;
+    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload), illegal);
+    // Once from the batch and once from the release that follows it; never in a backoff loop.
+    assert.equal(h.consumer.commitAttempts, 2);
+    assert.deepEqual(h.sleeps, []);
+    assert.deepEqual(h.metricsOf('retried'), []);
+    assert.deepEqual(h.fatal, []);
+  });
+
+  it('lag() counts from what the group committed, not from what landed', async (t) => {
+    const h = await setup(t, { maxRows: 2 });
+    h.consumer.commitAlwaysFails = kafkaError('ILLEGAL_GENERATION', false);
+    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [0, 1], { high: '2' }).payload));
+    assert.equal(h.sink.calls.length, 1, 'the rows landed');
+    assert.deepEqual(
+      h.runner.lag().map((l) => l.lag),
+      [2],
+      'the group still has to commit them',
+    );
+  });
+
+  it('retries a commit that failed transiently', async (t) => {
+    const h = await setup(t, { maxRows: 2 });
+    h.consumer.commitFailures.push(kafkaError('REQUEST_TIMED_OUT', true));
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    assert.deepEqual(ioLog(h), ['insert tx-0-0,tx-0-1', 'commit failed tx/0@2', 'sleep 50', 'commit tx/0@2']);
+    assert.deepEqual(h.metricsOf('retried'), [['commit']]);
+  });
+
+  it('drops buffered rows at a join and processes their re-delivery again', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    assert.equal(h.runner.buffered(), 2);
+    // No REBALANCING first (kafkajs' loop may learn of the rebalance from a failed fetch or heartbeat).
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0] } });
+    await settle();
+    assert.deepEqual(h.metricsOf('dropped'), [[2]]);
+    assert.equal(h.runner.buffered(), 0);
+    assert.deepEqual(h.runner.lag(), []);
+    assert.equal(h.sink.calls.length, 0);
+
+    // Nothing was committed, so the partition is read again from 0: not duplicates to skip.
+    const again = batchOf(h, TX, 0, [0, 1, 2]);
+    await h.consumer.deliver(again.payload);
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-0', 'tx-0-1', 'tx-0-2']],
+    );
+    assert.deepEqual(again.resolved, ['0', '1', '2']);
+    assert.deepEqual(commitsOf(h), ['tx/0@3']);
+  });
+
+  it('skips a re-delivery within a generation of records already in flight', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    const again = batchOf(h, TX, 0, [0, 1, 2]);
+    await h.consumer.deliver(again.payload);
+    assert.deepEqual(again.resolved, ['0', '1', '2']);
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-0', 'tx-0-1', 'tx-0-2']],
+    );
+    assert.deepEqual(commitsOf(h), ['tx/0@3']);
+  });
+
+  it('lets a write of the previous generation settle before the new one reads the partition', async (t) => {
+    const h = await setup(t, { maxRows: 10, lingerMs: 500 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    const gate = deferred();
+    h.sink.steps.push(async (rows) => {
+      await gate.promise;
+      return ok(rows);
+    });
+    await h.advance(500);
+    assert.equal(h.sink.calls.length, 1, 'the linger-timer write is in flight');
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0] } });
+    const again = batchOf(h, TX, 0, [0, 1, 2]);
+    const done = h.consumer.deliver(again.payload);
+    await settle();
+    assert.deepEqual(again.resolved, [], 'the new generation waits for the join to take effect');
+    gate.resolve();
+    await done;
+    assert.deepEqual(again.resolved, ['0', '1', '2']);
+    await h.runner.stop();
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [
+        ['tx-0-0', 'tx-0-1'],
+        ['tx-0-0', 'tx-0-1', 'tx-0-2'],
+      ],
+    );
+    assert.ok(!h.log.some((l) => l.startsWith('error')), h.log.join('\n'));
+  });
+
+  it('heartbeats every second while eachBatch waits for a write', async (t) => {
+    const h = await setup(t, { maxRows: 2 });
+    const gate = deferred();
+    h.sink.steps.push(async (rows) => {
+      await gate.promise;
+      return ok(rows);
+    });
+    const b = batchOf(h, TX, 0, [0, 1]);
+    const done = h.consumer.deliver(b.payload);
+    await until('the insert', () => h.sink.calls.length === 1);
+    await settle();
+    assert.equal(b.heartbeats(), 0);
+    await h.advance(1000);
+    assert.equal(b.heartbeats(), 1);
+    await h.advance(1000);
+    assert.equal(b.heartbeats(), 2);
+    gate.resolve();
+    await done;
+    assert.deepEqual(commitsOf(h), ['tx/0@2']);
+  });
+
+  it('stop() pauses, waits for the batch in progress, flushes and commits, then leaves the group', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    const gate = deferred();
+    h.decoder.gate = gate.promise;
+    const inProgress = batchOf(h, TX, 0, [1, 2]);
+    const batchDone = h.consumer.deliver(inProgress.payload);
+    await until('the batch to be in progress', () => h.decoder.prepared.length === 2);
+
+    let stopped = false;
+    const stopping = h.runner.stop().then(() => void (stopped = true));
+    assert.deepEqual(h.consumer.pauses, [[{ topic: TX }, { topic: JOBS }]]);
+    await settle();
+    assert.equal(stopped, false);
+    assert.equal(h.sink.calls.length, 0, 'nothing is flushed while the batch is in progress');
+    assert.equal(h.consumer.disconnects, 0);
+
+    gate.resolve();
+    await batchDone;
+    await stopping;
+    // The batch in progress takes no new records once stopping: they are read again after a restart.
+    assert.deepEqual(inProgress.resolved, []);
+    assert.deepEqual(ioLog(h), ['pause tx,jobs', 'insert tx-0-0', 'commit tx/0@1', 'disconnect']);
+  });
+
+  it('stop() leaves the group even when the last flush fails', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    const denied = new TxstreamError('WAREHOUSE_ERROR', 'HTTP 403 accessDenied', { retriable: false });
+    h.sink.otherwise = () => {
+      throw denied;
+    };
+    await assert.rejects(h.runner.stop(), denied);
+    assert.equal(h.consumer.disconnects, 1);
+    assert.equal(h.consumer.commitAttempts, 0);
+  });
+
+  it('stop() gives up on a warehouse that keeps failing after a few attempts, then leaves the group', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    h.sink.otherwise = () => {
+      throw unavailable();
+    };
+    await assert.rejects(h.runner.stop(), (err: unknown) => err instanceof TxstreamError && err.retriable);
+    assert.equal(h.sink.calls.length, 4);
+    assert.equal(h.sleeps.length, 3);
+    assert.equal(h.consumer.disconnects, 1);
+    assert.equal(h.consumer.commitAttempts, 0);
+  });
+
+  it('lag() is the high watermark minus the commit point of each partition held', async (t) => {
+    const h = await setup(t, { maxRows: 3 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [10, 11, 12, 13, 14], { high: '20' }).payload);
+    await h.consumer.deliver(batchOf(h, JOBS, 1, [0], { high: '5' }).payload);
+    const byPartition = () =>
+      h.runner
+        .lag()
+        .sort((a, b) => a.topic.localeCompare(b.topic))
+        .map((l) => [l.topic, l.partition, l.lag]);
+    // tx/0 committed up to 13; jobs/1 nothing yet, so it counts from its first fetched offset.
+    assert.deepEqual(byPartition(), [
+      [JOBS, 1, 5],
+      [TX, 0, 7],
+    ]);
+    // A later fetch moves the high watermark.
+    await h.consumer.deliver(batchOf(h, JOBS, 1, [1], { high: '8' }).payload);
+    assert.deepEqual(byPartition(), [
+      [JOBS, 1, 8],
+      [TX, 0, 7],
+    ]);
+    await h.runner.stop();
+    assert.deepEqual(commitsOf(h), ['tx/0@13', 'tx/0@15,jobs/1@2']);
+    assert.deepEqual(byPartition(), [
+      [JOBS, 1, 6],
+      [TX, 0, 5],
+    ]);
+  });
+
+  it('a linger-timer write that succeeds at once does not pause the topics', async (t) => {
+    const h = await setup(t, { maxRows: 10, lingerMs: 500 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    await h.advance(499);
+    assert.equal(h.sink.calls.length, 0, 'not before lingerMs');
+    await h.advance(1);
+    await until('the commit', () => h.consumer.commits.length === 1);
+    await settle();
+    assert.deepEqual(ioLog(h), ['insert tx-0-0', 'commit tx/0@1']);
+    assert.deepEqual(h.consumer.pauses, []);
+    assert.deepEqual(h.consumer.resumes, []);
+  });
+
+  it('a linger-timer write that needs a retry pauses the topics and resumes them afterwards', async (t) => {
+    const h = await setup(t, { maxRows: 10, lingerMs: 500 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    h.sink.steps.push(() => {
+      throw unavailable();
+    });
+    await h.advance(500);
+    await until('the resume', () => h.consumer.resumes.length === 1);
+    assert.deepEqual(ioLog(h), [
+      'insert tx-0-0',
+      'sleep 50',
+      'pause tx,jobs',
+      'insert tx-0-0',
+      'commit tx/0@1',
+      'resume tx,jobs',
+    ]);
+    assert.deepEqual(h.consumer.pauses, h.consumer.resumes);
+  });
+
+  it('retries a schema fetch the registry failed transiently', async (t) => {
+    const h = await setup(t, { maxRows: 1 });
+    h.decoder.failures.push(new TxstreamError('REGISTRY_UNAVAILABLE', 'HTTP 503', { retriable: true }));
+    const b = batchOf(h, TX, 0, [{ offset: 0, value: framed({ id: 'a' }, 42) }]);
+    await h.consumer.deliver(b.payload);
+    assert.deepEqual(h.decoder.prepared, [[42], [42]]);
+    assert.deepEqual(h.metricsOf('retried'), [['fetch schemas']]);
+    assert.deepEqual(commitsOf(h), ['tx/0@1']);
+  });
+});
+
+describe('isMembershipError', () => {
+  it('recognises the kafkajs error types that mean the group moved on', () => {
+    for (const type of ['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID'])
+      assert.equal(isMembershipError(kafkaError(type, false)), true, type);
+    assert.equal(isMembershipError(kafkaError('REQUEST_TIMED_OUT', true)), false);
+    assert.equal(isMembershipError(unavailable()), false);
+    assert.equal(isMembershipError(null), false);
+  });
+});
