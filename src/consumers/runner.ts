@@ -332,9 +332,36 @@ export function createRunner(o: RunnerOptions): Runner {
     ackAll(own);
     o.metrics?.insertLatency(now() - started, own.length);
     o.metrics?.inserted(binding.topic, landed.length);
-    if (rejected.length) o.metrics?.deadLettered(binding.topic, rejected.length);
+    if (rejected.length) {
+      o.metrics?.deadLettered(binding.topic, rejected.length);
+      logDeadLetters(rejected);
+    }
     const wall = wallMicros() / 1000;
     for (const l of landed) o.metrics?.endToEnd(wall - Number(l.timestamp));
+  }
+
+  /** One warning per partition and error code, with the offsets: what an operator greps for. */
+  function logDeadLetters(entries: readonly DeadLetter[]): void {
+    const groups = new Map<string, { d: DeadLetter; offsets: string[] }>();
+    for (const d of entries) {
+      const key = `${d.source.topic}\u0000${d.source.partition}\u0000${d.error.code}`;
+      const g = groups.get(key);
+      if (g) g.offsets.push(d.source.offset);
+      else groups.set(key, { d, offsets: [d.source.offset] });
+    }
+    for (const { d, offsets } of groups.values())
+      o.logger.warn(
+        {
+          topic: d.source.topic,
+          partition: d.source.partition,
+          offsets: offsets.slice(0, 20),
+          count: offsets.length,
+          code: d.error.code,
+          stage: d.error.stage,
+          reason: d.error.reason,
+        },
+        'records dead-lettered',
+      );
   }
 
   async function commit(): Promise<void> {
@@ -535,6 +562,7 @@ export function createRunner(o: RunnerOptions): Runner {
           await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);
           ackAll(dead.map((d) => d.source));
           o.metrics?.deadLettered(batch.topic, dead.length);
+          logDeadLetters(dead);
         }),
         heartbeat,
       );
