@@ -142,8 +142,16 @@ export async function ensureFactTables(
       if (!isAlreadyExists(err)) throw err;
     }
   }
-  for (const s of statements) {
-    await bq.query({ query: s.sql, ...(options.location ? { location: options.location } : {}) });
-  }
+  for (const s of statements) await runStatement(bq, s.sql, options.location);
   return { dataset, datasetCreated, tables: [...FACT_TABLES] };
+}
+
+/**
+ * Runs one statement as a query job and waits for it. Not bq.query(): against the emulator a failed
+ * statement answers 200 with the error in a list that bq.query() ignores, so a broken DDL would pass
+ * silently; the job's results carry the error.
+ */
+export async function runStatement(bq: BigQuery, sql: string, location?: string): Promise<void> {
+  const [job] = await bq.createQueryJob({ query: sql, ...(location ? { location } : {}) });
+  await job.getQueryResults({ maxResults: 0 });
 }

@@ -26,8 +26,13 @@ export async function until(what: string, cond: () => Promise<boolean>, ms = 90_
 
 /** The single number a `SELECT COUNT(...) AS n` query returns. */
 export async function countRows(bq: BigQuery, sql: string): Promise<number> {
-  const [rows] = await bq.query({ query: sql });
-  return Number((rows[0] as { n: number }).n);
+  // A query job, not bq.query(): the emulator answers a failed query with 200 and an error that
+  // bq.query() ignores, which would read as no rows instead of failing the test.
+  const [job] = await bq.createQueryJob({ query: sql });
+  const [rows] = await job.getQueryResults();
+  const n = Number((rows[0] as { n: number } | undefined)?.n);
+  assert.ok(Number.isFinite(n), `no count from: ${sql}`);
+  return n;
 }
 
 /** Records in a topic: the sum over partitions of high minus low watermark. */

@@ -9,7 +9,7 @@ import {
   type RowResult,
 } from '../../../src/pipeline/rows.ts';
 import { createBigQuery } from '../../../src/warehouse/client.ts';
-import { ensureFactTables } from '../../../src/warehouse/sql.ts';
+import { ensureFactTables, runStatement } from '../../../src/warehouse/sql.ts';
 import { createGenerator } from '../../../src/workload/index.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 
@@ -146,6 +146,15 @@ describe('fact tables on the warehouse', () => {
         }
       }
     }
+  });
+
+  it('runStatement surfaces a failing statement (the emulator hides it from bq.query())', async () => {
+    await assert.rejects(
+      runStatement(bq, `CREATE TABLE IF NOT EXISTS \`${datasetId}.broken\` (x NOT_A_TYPE)`),
+      /NOT_A_TYPE|type|Parser|Catalog|Error/i,
+    );
+    const [exists] = await bq.dataset(datasetId).table('broken').exists();
+    assert.equal(exists, false);
   });
 
   it('stores mapped transactions exactly: amounts, microseconds, UTC dates, JSON metadata and lineage', async () => {

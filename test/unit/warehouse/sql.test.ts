@@ -214,9 +214,9 @@ function fakeBigQuery(options: { exists: boolean; createError?: unknown }): {
         },
       };
     },
-    query: async (q: { query: string }) => {
+    createQueryJob: async (q: { query: string }) => {
       calls.push({ op: 'query', arg: q });
-      return [[]];
+      return [{ getQueryResults: async () => [[]] }];
     },
   };
   return { bq: fake as unknown as BigQuery, calls };
