@@ -5,6 +5,7 @@ import { registerConsume } from './consume.ts';
 import { registerProduce } from './produce.ts';
 import { registerQuery } from './query.ts';
 import { registerStack } from './stack.ts';
+import { registerViews } from './views.ts';
 import { CliError } from './errors.ts';
 
 export function buildProgram(): Command {
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerQuery(program);
   registerDemo(program);
   registerInit(program);
+  registerViews(program);
   return program;
 }
 
