@@ -4,6 +4,7 @@ import { registerInit } from './init.ts';
 import { registerConsume } from './consume.ts';
 import { registerProduce } from './produce.ts';
 import { registerQuery } from './query.ts';
+import { registerSchedule } from './schedule.ts';
 import { registerStack } from './stack.ts';
 import { registerViews } from './views.ts';
 import { CliError } from './errors.ts';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerQuery(program);
   registerDemo(program);
   registerInit(program);
+  registerSchedule(program);
   registerViews(program);
   return program;
 }

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { validateDetailed } from 'node-cron';
 import { z } from 'zod';
 import { readEndpoints } from '../stack/stack.ts';
 import { loadStackSettings } from '../stack/settings.ts';
@@ -10,6 +11,54 @@ import { loadStackSettings } from '../stack/settings.ts';
 
 /** BigQuery dataset/table ids: letters, digits, underscores; at most 1024 chars; they go into SQL. */
 export const SQL_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,1023}$/;
+
+/** Names of scheduled jobs (`dimensions`, `views`, …): lower case, digits, `-` and `_`. */
+export const JOB_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+
+/** The variable that sets a job's cron expression: SCHEDULE_<NAME>_CRON, `-` written as `_`. */
+export function scheduleCronVariable(jobName: string): string {
+  return `SCHEDULE_${jobName.toUpperCase().replace(/-/g, '_')}_CRON`;
+}
+
+const CRON_VARIABLE = /^SCHEDULE_([A-Z0-9_]+)_CRON$/;
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Problems with a cron expression (node-cron syntax: five fields, or six with seconds first). */
+export function cronProblems(expression: string): string[] {
+  const fields = expression.trim().split(/\s+/).length;
+  if (fields < 5 || fields > 6)
+    return [
+      `${JSON.stringify(expression)} has ${fields} field(s); a cron expression has 5 (or 6 with seconds)`,
+    ];
+  const v = validateDetailed(expression);
+  return v.valid ? [] : v.errors.map((e) => `${JSON.stringify(expression)}: ${e.message}`);
+}
+
+/**
+ * Every SCHEDULE_<JOB>_CRON variable set, keyed by the variable's <JOB> part (upper case, `_`). Cron
+ * expressions are validated here, at start-up; whether a job of that name exists is the scheduler's
+ * check, since only it knows the job list.
+ */
+function scheduleCrons(env: NodeJS.ProcessEnv, problems: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    const m = CRON_VARIABLE.exec(name);
+    if (!m || value === undefined) continue;
+    const expression = value.trim();
+    const found = cronProblems(expression);
+    if (found.length) problems.push(...found.map((p) => `${name}: ${p}`));
+    else out[m[1]!] = expression;
+  }
+  return out;
+}
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -64,6 +113,32 @@ const schema = z.object({
   METRICS_PORT: int(0, 65_535).default(9464),
   METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // The scheduler (`txstream schedule`). Per-job cron expressions are SCHEDULE_<JOB>_CRON, read by
+  // scheduleCrons() below because the job list is open (a job added later needs no change here).
+  SCHEDULE_TIMEZONE: z
+    .string()
+    .min(1)
+    .default('UTC')
+    .refine(isTimeZone, 'must be an IANA time zone such as UTC or Europe/Berlin'),
+  SCHEDULE_JOBS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().regex(JOB_NAME, 'each job must be a name such as dimensions')).min(1))
+    .optional(),
+  SCHEDULE_INSTANCE_ID: z.string().min(1).max(200).optional(),
+  // How long a stopping scheduler waits for running jobs before it aborts them. Keep it under the
+  // supervisor's grace period (Kubernetes: terminationGracePeriodSeconds, 30 s by default).
+  SCHEDULE_SHUTDOWN_TIMEOUT_MS: int(0, 3_600_000).default(25_000),
+  // A new leader runs the most recent tick of each job that no instance recorded, if it fell within
+  // this window: the tick a leader change (session timeout plus a rejoin) would otherwise lose. 0: never.
+  SCHEDULE_CATCHUP_MS: int(0, 86_400_000).default(300_000),
+  // The dimensions job reads the compacted reference topics to their end; this bounds that read.
+  DIMENSIONS_READ_TIMEOUT_MS: int(1000, 3_600_000).default(120_000),
 });
 
 export type RawConfig = z.infer<typeof schema>;
@@ -84,6 +159,22 @@ export interface Config {
   topics: { partitions: number; replicationFactor: number; retentionMs: number };
   /** The /metrics, /healthz, /readyz server of long-running commands; port 0 means no server. */
   metrics: { host: string; port: number };
+  schedule: {
+    /** IANA time zone the cron expressions are read in. */
+    timezone: string;
+    /**
+     * Cron expressions set through SCHEDULE_<JOB>_CRON, keyed by <JOB> as written in the variable
+     * (e.g. DIMENSIONS); look a job up with cronFor(). A job without one runs on its defaultSchedule.
+     */
+    cron: Readonly<Record<string, string>>;
+    /** SCHEDULE_JOBS: the jobs `txstream schedule` runs; undefined means all of them. */
+    jobs?: string[];
+    /** Recorded with every run; default `<hostname>:<pid>` (chosen by the scheduler). */
+    instanceId?: string;
+    shutdownTimeoutMs: number;
+    catchUpMs: number;
+  };
+  dimensions: { readTimeoutMs: number };
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
@@ -122,6 +213,7 @@ function withSecretFiles(env: NodeJS.ProcessEnv, problems: string[]): NodeJS.Pro
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const problems: string[] = [];
   const parsed = schema.safeParse(withSecretFiles(env, problems));
+  const crons = scheduleCrons(env, problems);
   if (!parsed.success) {
     for (const i of parsed.error.issues) problems.push(`${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(problems);
@@ -208,9 +300,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       retentionMs: v.TOPIC_RETENTION_MS,
     },
     metrics: { host: v.METRICS_HOST, port: v.METRICS_PORT },
+    schedule: {
+      timezone: v.SCHEDULE_TIMEZONE,
+      cron: crons,
+      ...(v.SCHEDULE_JOBS ? { jobs: v.SCHEDULE_JOBS } : {}),
+      ...(v.SCHEDULE_INSTANCE_ID ? { instanceId: v.SCHEDULE_INSTANCE_ID } : {}),
+      shutdownTimeoutMs: v.SCHEDULE_SHUTDOWN_TIMEOUT_MS,
+      catchUpMs: v.SCHEDULE_CATCHUP_MS,
+    },
+    dimensions: { readTimeoutMs: v.DIMENSIONS_READ_TIMEOUT_MS },
     logLevel: v.LOG_LEVEL,
   };
   return deepFreeze(config);
+}
+
+/** The cron expression configured for a job (SCHEDULE_<JOB>_CRON), or its own default. */
+export function cronFor(c: Readonly<Config>, job: { name: string; defaultSchedule: string }): string {
+  const key = scheduleCronVariable(job.name).slice('SCHEDULE_'.length, -'_CRON'.length);
+  return c.schedule.cron[key] ?? job.defaultSchedule;
 }
 
 function deepFreeze<T>(o: T): Readonly<T> {

@@ -3,7 +3,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig, redactConfig } from '../../../src/config/config.ts';
+import {
+  ConfigError,
+  cronFor,
+  loadConfig,
+  redactConfig,
+  scheduleCronVariable,
+} from '../../../src/config/config.ts';
 
 // An isolated stack dir without endpoints.json, so nothing falls back to a developer's local stack.
 const noStack = { TXSTREAM_STACK_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-cfg-')) };
@@ -78,4 +84,58 @@ test('secrets come from _FILE variables and are redacted', () => {
 
 test('a SASL mechanism without credentials is refused', () => {
   assert.throws(() => loadConfig({ ...base, KAFKA_SASL_MECHANISM: 'plain' }), /KAFKA_SASL_USERNAME/);
+});
+
+test('schedule settings: UTC and the jobs’ own cron by default, overrides validated at start-up', () => {
+  const d = loadConfig(base);
+  assert.deepEqual(d.schedule, {
+    timezone: 'UTC',
+    cron: {},
+    shutdownTimeoutMs: 25_000,
+    catchUpMs: 300_000,
+  });
+  assert.deepEqual(d.dimensions, { readTimeoutMs: 120_000 });
+  const c = loadConfig({
+    ...base,
+    SCHEDULE_TIMEZONE: 'Europe/Berlin',
+    SCHEDULE_DIMENSIONS_CRON: ' 15 * * * * ',
+    SCHEDULE_SLO_MONITORS_CRON: '*/10 * * * * *',
+    SCHEDULE_JOBS: 'dimensions, slo-monitors',
+    SCHEDULE_INSTANCE_ID: 'pod-7',
+    SCHEDULE_CATCHUP_MS: '0',
+  });
+  assert.equal(c.schedule.timezone, 'Europe/Berlin');
+  assert.deepEqual(c.schedule.cron, { DIMENSIONS: '15 * * * *', SLO_MONITORS: '*/10 * * * * *' });
+  assert.equal(cronFor(c, { name: 'dimensions', defaultSchedule: '0 * * * *' }), '15 * * * *');
+  assert.equal(cronFor(c, { name: 'slo-monitors', defaultSchedule: '* * * * *' }), '*/10 * * * * *');
+  assert.equal(cronFor(c, { name: 'views', defaultSchedule: '*/30 * * * *' }), '*/30 * * * *');
+  assert.deepEqual(c.schedule.jobs, ['dimensions', 'slo-monitors']);
+  assert.equal(c.schedule.instanceId, 'pod-7');
+  assert.equal(c.schedule.catchUpMs, 0);
+  assert.equal(scheduleCronVariable('slo-monitors'), 'SCHEDULE_SLO_MONITORS_CRON');
+  assert.ok(Object.isFrozen(c.schedule.cron));
+});
+
+test('bad schedule settings are reported together with the other problems', () => {
+  assert.throws(
+    () =>
+      loadConfig({
+        ...base,
+        BQ_STREAMING_BATCH_SIZE: '0',
+        SCHEDULE_TIMEZONE: 'Mars/Olympus_Mons',
+        SCHEDULE_VIEWS_CRON: '*/30 * * *',
+        SCHEDULE_QUALITY_CRON: '0 25 * * *',
+        SCHEDULE_JOBS: 'Views!',
+      }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const all = err.problems.join('\n');
+      assert.match(all, /BQ_STREAMING_BATCH_SIZE/);
+      assert.match(all, /SCHEDULE_TIMEZONE: must be an IANA time zone/);
+      assert.match(all, /SCHEDULE_VIEWS_CRON: "\*\/30 \* \* \*" has 4 field\(s\)/);
+      assert.match(all, /SCHEDULE_QUALITY_CRON: "0 25 \* \* \*": 25 is a invalid expression for hour/);
+      assert.match(all, /SCHEDULE_JOBS/);
+      return true;
+    },
+  );
 });

@@ -1,0 +1,29 @@
+import type { RegistryClient } from '../codec/registry.ts';
+import type { Config } from '../config/config.ts';
+import { kafkaConnection } from '../kafka/client.ts';
+import { createTopicCatalogue } from '../topics.ts';
+import { createDimensionsJob } from './dimensions.ts';
+import type { ScheduledJob } from './job.ts';
+
+// The jobs the scheduler knows, in the order `txstream schedule run all` runs them (dimensions first:
+// views and checks join facts to them). Each job takes what it needs besides the warehouse here; the
+// scheduler works with whatever this list holds.
+
+export interface JobDependencies {
+  config: Readonly<Config>;
+  registry: RegistryClient;
+  /** Prefix of the topic names, as given to `txstream init --topic-prefix`. */
+  topicPrefix?: string;
+}
+
+export function scheduledJobs(deps: JobDependencies): ScheduledJob[] {
+  const catalogue = createTopicCatalogue({ prefix: deps.topicPrefix ?? '' });
+  return [
+    createDimensionsJob({
+      connection: kafkaConnection(deps.config, 'dimensions'),
+      catalogue,
+      registry: deps.registry,
+      readTimeoutMs: deps.config.dimensions.readTimeoutMs,
+    }),
+  ];
+}
