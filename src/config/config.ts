@@ -62,6 +62,7 @@ function scheduleCrons(env: NodeJS.ProcessEnv, problems: string[]): Record<strin
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const ratio = z.coerce.number().gt(0).lt(1);
 const list = z
   .string()
   .transform((v) =>
@@ -139,6 +140,11 @@ const schema = z.object({
   SCHEDULE_CATCHUP_MS: int(0, 86_400_000).default(300_000),
   // The dimensions job reads the compacted reference topics to their end; this bounds that read.
   DIMENSIONS_READ_TIMEOUT_MS: int(1000, 3_600_000).default(120_000),
+  // Data-quality thresholds (the seed's two, then the rest); the checks' windows are in the SQL docs.
+  QUALITY_MAX_VOLUME_DEVIATION: ratio.default(0.5),
+  QUALITY_MAX_FAILURE_RATE: ratio.default(0.1),
+  QUALITY_MIN_EXECUTIONS: int(1, 1_000_000).default(10),
+  QUALITY_MAX_AGE_SECONDS: int(1, 30 * 86_400).default(3600),
 });
 
 export type RawConfig = z.infer<typeof schema>;
@@ -175,6 +181,12 @@ export interface Config {
     catchUpMs: number;
   };
   dimensions: { readTimeoutMs: number };
+  quality: {
+    maxVolumeDeviation: number;
+    maxFailureRate: number;
+    minExecutions: number;
+    maxAgeSeconds: number;
+  };
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
@@ -309,6 +321,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       catchUpMs: v.SCHEDULE_CATCHUP_MS,
     },
     dimensions: { readTimeoutMs: v.DIMENSIONS_READ_TIMEOUT_MS },
+    quality: {
+      maxVolumeDeviation: v.QUALITY_MAX_VOLUME_DEVIATION,
+      maxFailureRate: v.QUALITY_MAX_FAILURE_RATE,
+      minExecutions: v.QUALITY_MIN_EXECUTIONS,
+      maxAgeSeconds: v.QUALITY_MAX_AGE_SECONDS,
+    },
     logLevel: v.LOG_LEVEL,
   };
   return deepFreeze(config);

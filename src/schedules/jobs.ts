@@ -4,6 +4,8 @@ import { kafkaConnection } from '../kafka/client.ts';
 import { createTopicCatalogue } from '../topics.ts';
 import { createDimensionsJob } from './dimensions.ts';
 import type { ScheduledJob } from './job.ts';
+import { createQualityJob } from './quality.ts';
+import { createViewsJob } from './views.ts';
 
 // The jobs the scheduler knows, in the order `txstream schedule run all` runs them (dimensions first:
 // views and checks join facts to them). Each job takes what it needs besides the warehouse here; the
@@ -24,6 +26,17 @@ export function scheduledJobs(deps: JobDependencies): ScheduledJob[] {
       catalogue,
       registry: deps.registry,
       readTimeoutMs: deps.config.dimensions.readTimeoutMs,
+    }),
+    createViewsJob(),
+    createQualityJob({
+      settings: {
+        transactionVolume: { maxDeviation: deps.config.quality.maxVolumeDeviation },
+        jobFailureRate: {
+          maxFailureRate: deps.config.quality.maxFailureRate,
+          minExecutions: deps.config.quality.minExecutions,
+        },
+        freshness: { maxAgeSeconds: deps.config.quality.maxAgeSeconds },
+      },
     }),
   ];
 }

@@ -62,6 +62,22 @@ test('the consumer session timeout is bounded and leaves room for three heartbea
   );
 });
 
+test('quality thresholds are ratios and positive counts', () => {
+  assert.deepEqual(loadConfig(base).quality, {
+    maxVolumeDeviation: 0.5,
+    maxFailureRate: 0.1,
+    minExecutions: 10,
+    maxAgeSeconds: 3600,
+  });
+  assert.equal(loadConfig({ ...base, QUALITY_MAX_FAILURE_RATE: '0.2' }).quality.maxFailureRate, 0.2);
+  assert.throws(() => loadConfig({ ...base, QUALITY_MAX_FAILURE_RATE: '10' }), /QUALITY_MAX_FAILURE_RATE/);
+  assert.throws(
+    () => loadConfig({ ...base, QUALITY_MAX_VOLUME_DEVIATION: '0' }),
+    /QUALITY_MAX_VOLUME_DEVIATION/,
+  );
+  assert.throws(() => loadConfig({ ...base, QUALITY_MIN_EXECUTIONS: '0' }), /QUALITY_MIN_EXECUTIONS/);
+});
+
 test('missing endpoints say how to get a local stack', () => {
   assert.throws(() => loadConfig(noStack), /KAFKA_BROKERS: required \(or run `npx txstream stack up`/);
 });
