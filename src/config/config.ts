@@ -145,6 +145,17 @@ const schema = z.object({
   QUALITY_MAX_FAILURE_RATE: ratio.default(0.1),
   QUALITY_MIN_EXECUTIONS: int(1, 1_000_000).default(10),
   QUALITY_MAX_AGE_SECONDS: int(1, 30 * 86_400).default(3600),
+  // Forecasting and anomaly detection (src/schedules/ml.ts): the seed's BigQuery ML settings, which the
+  // local engine honours too. `auto` uses BigQuery ML where the warehouse has it, else the local engine.
+  ANALYTICS_ENGINE: z.enum(['auto', 'bqml', 'local']).default('auto'),
+  // The forecast model is trained with a 60-day horizon (sql/ml_tx_volume_forecast_model.sql).
+  ANALYTICS_FORECAST_HORIZON_DAYS: int(1, 60).default(30),
+  ANALYTICS_CONFIDENCE_LEVEL: ratio.default(0.95),
+  ANALYTICS_FORECAST_HISTORY_DAYS: int(14, 3650).default(365),
+  ANALYTICS_CONTAMINATION: z.coerce.number().gt(0).max(0.5).default(0.02),
+  ANALYTICS_MIN_ANOMALY_SCORE: z.coerce.number().min(0).max(1000).default(6),
+  ANALYTICS_DETECT_TRAINING_DAYS: int(28, 3650).default(90),
+  ANALYTICS_DETECT_DAYS: int(1, 366).default(1),
 });
 
 export type RawConfig = z.infer<typeof schema>;
@@ -186,6 +197,16 @@ export interface Config {
     maxFailureRate: number;
     minExecutions: number;
     maxAgeSeconds: number;
+  };
+  analytics: {
+    engine: RawConfig['ANALYTICS_ENGINE'];
+    horizonDays: number;
+    confidenceLevel: number;
+    historyDays: number;
+    contamination: number;
+    minAnomalyScore: number;
+    trainingDays: number;
+    detectDays: number;
   };
   logLevel: RawConfig['LOG_LEVEL'];
 }
@@ -326,6 +347,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       maxFailureRate: v.QUALITY_MAX_FAILURE_RATE,
       minExecutions: v.QUALITY_MIN_EXECUTIONS,
       maxAgeSeconds: v.QUALITY_MAX_AGE_SECONDS,
+    },
+    analytics: {
+      engine: v.ANALYTICS_ENGINE,
+      horizonDays: v.ANALYTICS_FORECAST_HORIZON_DAYS,
+      confidenceLevel: v.ANALYTICS_CONFIDENCE_LEVEL,
+      historyDays: v.ANALYTICS_FORECAST_HISTORY_DAYS,
+      contamination: v.ANALYTICS_CONTAMINATION,
+      minAnomalyScore: v.ANALYTICS_MIN_ANOMALY_SCORE,
+      trainingDays: v.ANALYTICS_DETECT_TRAINING_DAYS,
+      detectDays: v.ANALYTICS_DETECT_DAYS,
     },
     logLevel: v.LOG_LEVEL,
   };

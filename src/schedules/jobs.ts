@@ -4,6 +4,7 @@ import { kafkaConnection } from '../kafka/client.ts';
 import { createTopicCatalogue } from '../topics.ts';
 import { createDimensionsJob } from './dimensions.ts';
 import type { ScheduledJob } from './job.ts';
+import { createMlJobs } from './ml.ts';
 import { createQualityJob } from './quality.ts';
 import { createViewsJob } from './views.ts';
 
@@ -38,5 +39,7 @@ export function scheduledJobs(deps: JobDependencies): ScheduledJob[] {
         freshness: { maxAgeSeconds: deps.config.quality.maxAgeSeconds },
       },
     }),
+    // Forecast and detection read the facts the views and checks above have just been run over.
+    ...createMlJobs({ ...deps.config.analytics }),
   ];
 }

@@ -78,6 +78,32 @@ test('quality thresholds are ratios and positive counts', () => {
   assert.throws(() => loadConfig({ ...base, QUALITY_MIN_EXECUTIONS: '0' }), /QUALITY_MIN_EXECUTIONS/);
 });
 
+test('analytics settings default to the seed and are bounded', () => {
+  assert.deepEqual(loadConfig(base).analytics, {
+    engine: 'auto',
+    horizonDays: 30,
+    confidenceLevel: 0.95,
+    historyDays: 365,
+    contamination: 0.02,
+    minAnomalyScore: 6,
+    trainingDays: 90,
+    detectDays: 1,
+  });
+  const local = loadConfig({ ...base, ANALYTICS_ENGINE: 'local', ANALYTICS_CONTAMINATION: '0.5' }).analytics;
+  assert.equal(local.engine, 'local');
+  assert.equal(local.contamination, 0.5);
+  assert.throws(() => loadConfig({ ...base, ANALYTICS_ENGINE: 'arima' }), /ANALYTICS_ENGINE/);
+  assert.throws(
+    () => loadConfig({ ...base, ANALYTICS_FORECAST_HORIZON_DAYS: '61' }),
+    /ANALYTICS_FORECAST_HORIZON_DAYS/,
+  );
+  assert.throws(() => loadConfig({ ...base, ANALYTICS_CONTAMINATION: '0' }), /ANALYTICS_CONTAMINATION/);
+  assert.throws(
+    () => loadConfig({ ...base, ANALYTICS_DETECT_TRAINING_DAYS: '27' }),
+    /ANALYTICS_DETECT_TRAINING_DAYS/,
+  );
+});
+
 test('missing endpoints say how to get a local stack', () => {
   assert.throws(() => loadConfig(noStack), /KAFKA_BROKERS: required \(or run `npx txstream stack up`/);
 });
