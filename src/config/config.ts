@@ -156,6 +156,54 @@ const schema = z.object({
   ANALYTICS_MIN_ANOMALY_SCORE: z.coerce.number().min(0).max(1000).default(6),
   ANALYTICS_DETECT_TRAINING_DAYS: int(28, 3650).default(90),
   ANALYTICS_DETECT_DAYS: int(1, 366).default(1),
+  // Alerting (src/alerts/). The rules file, read by the monitors job and the forwarder.
+  ALERTS_FILE: z.string().min(1).default('alerts.yaml'),
+  // Evaluation (the scheduler's `monitors` job): where the consumers' /metrics are, which group's lag
+  // counts, the window rates and percentiles are taken over, and BigQuery's list prices (USD).
+  ALERTS_CONSUMER_METRICS_URLS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.url()))
+    .optional(),
+  ALERTS_CONSUMER_GROUP: z.string().min(1).default('txstream-warehouse'),
+  ALERTS_WINDOW_MS: int(10_000, 86_400_000).default(300_000),
+  // On-demand queries: $6.25 per TiB; legacy streaming inserts: $0.01 per 200 MB = $0.05 per GiB-ish.
+  BQ_PRICE_PER_TIB_QUERIED: z.coerce.number().min(0).max(1_000_000).default(6.25),
+  BQ_PRICE_PER_GIB_STREAMED: z.coerce.number().min(0).max(1_000_000).default(0.05),
+  // Delivery (`txstream alerts forward`). Secrets may be given as <NAME>_FILE.
+  ALERTS_FORWARDER_GROUP: z.string().min(1).default('txstream-alert-forwarder'),
+  SLACK_WEBHOOK_URL: z.url().optional(),
+  PAGERDUTY_ROUTING_KEY: z.string().min(1).optional(),
+  PAGERDUTY_EVENTS_URL: z.url().default('https://events.pagerduty.com/v2/enqueue'),
+  SMTP_HOST: z.string().min(1).optional(),
+  SMTP_PORT: int(1, 65_535).default(587),
+  // true: TLS from the first byte (port 465); false: STARTTLS when the server offers it.
+  SMTP_SECURE: bool.default(false),
+  SMTP_USERNAME: z.string().min(1).optional(),
+  SMTP_PASSWORD: z.string().min(1).optional(),
+  ALERT_EMAIL_FROM: z.email().default('txstream@localhost'),
+  ALERT_EMAIL_TO: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.email()))
+    .optional(),
+  // One alert's delivery to one channel: attempts and total time before it goes to txstream.alerts.dlq.
+  ALERTS_MAX_ATTEMPTS: int(1, 100).default(8),
+  ALERTS_RETRY_BUDGET_MS: int(1000, 86_400_000).default(300_000),
+  // Per channel: notifications per minute at most (a token bucket), and the default repeat interval of an
+  // unchanged firing alert (a rule's repeat_interval replaces it).
+  ALERTS_CHANNEL_RATE_PER_MINUTE: int(1, 10_000).default(30),
+  ALERTS_REPEAT_INTERVAL_MS: int(0, 30 * 86_400_000).default(4 * 3_600_000),
 });
 
 export type RawConfig = z.infer<typeof schema>;
@@ -208,10 +256,41 @@ export interface Config {
     trainingDays: number;
     detectDays: number;
   };
+  alerts: {
+    rulesFile: string;
+    /** The monitors job: consumer /metrics endpoints, the group whose lag counts, the signal window. */
+    consumerMetricsUrls: readonly string[];
+    consumerGroup: string;
+    windowMs: number;
+    prices: { perTibQueried: number; perGibStreamed: number };
+    /** The forwarder. A channel without its settings is not configured (alerts routed to it go to the DLQ). */
+    forwarderGroup: string;
+    slack?: { webhookUrl: string };
+    pagerduty?: { routingKey: string; eventsUrl: string };
+    email?: {
+      host: string;
+      port: number;
+      secure: boolean;
+      username?: string;
+      password?: string;
+      from: string;
+      to: readonly string[];
+    };
+    maxAttempts: number;
+    retryBudgetMs: number;
+    channelRatePerMinute: number;
+    repeatIntervalMs: number;
+  };
   logLevel: RawConfig['LOG_LEVEL'];
 }
 
-const SECRETS = ['KAFKA_SASL_PASSWORD', 'SCHEMA_REGISTRY_PASSWORD'] as const;
+const SECRETS = [
+  'KAFKA_SASL_PASSWORD',
+  'SCHEMA_REGISTRY_PASSWORD',
+  'SLACK_WEBHOOK_URL',
+  'PAGERDUTY_ROUTING_KEY',
+  'SMTP_PASSWORD',
+] as const;
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -281,6 +360,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     problems.push(
       `KAFKA_HEARTBEAT_INTERVAL_MS: ${v.KAFKA_HEARTBEAT_INTERVAL_MS} must be at most a third of KAFKA_SESSION_TIMEOUT_MS (${v.KAFKA_SESSION_TIMEOUT_MS})`,
     );
+  if (Boolean(v.SMTP_USERNAME) !== Boolean(v.SMTP_PASSWORD))
+    problems.push('SMTP_USERNAME and SMTP_PASSWORD(_FILE) go together');
+  if (v.SMTP_HOST && !v.ALERT_EMAIL_TO?.length)
+    problems.push('SMTP_HOST is set: ALERT_EMAIL_TO (comma-separated addresses) is required');
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -358,6 +441,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       trainingDays: v.ANALYTICS_DETECT_TRAINING_DAYS,
       detectDays: v.ANALYTICS_DETECT_DAYS,
     },
+    alerts: {
+      rulesFile: v.ALERTS_FILE,
+      consumerMetricsUrls: v.ALERTS_CONSUMER_METRICS_URLS ?? [],
+      consumerGroup: v.ALERTS_CONSUMER_GROUP,
+      windowMs: v.ALERTS_WINDOW_MS,
+      prices: { perTibQueried: v.BQ_PRICE_PER_TIB_QUERIED, perGibStreamed: v.BQ_PRICE_PER_GIB_STREAMED },
+      forwarderGroup: v.ALERTS_FORWARDER_GROUP,
+      ...(v.SLACK_WEBHOOK_URL ? { slack: { webhookUrl: v.SLACK_WEBHOOK_URL } } : {}),
+      ...(v.PAGERDUTY_ROUTING_KEY
+        ? { pagerduty: { routingKey: v.PAGERDUTY_ROUTING_KEY, eventsUrl: v.PAGERDUTY_EVENTS_URL } }
+        : {}),
+      ...(v.SMTP_HOST
+        ? {
+            email: {
+              host: v.SMTP_HOST,
+              port: v.SMTP_PORT,
+              secure: v.SMTP_SECURE,
+              ...(v.SMTP_USERNAME ? { username: v.SMTP_USERNAME, password: v.SMTP_PASSWORD! } : {}),
+              from: v.ALERT_EMAIL_FROM,
+              to: v.ALERT_EMAIL_TO!,
+            },
+          }
+        : {}),
+      maxAttempts: v.ALERTS_MAX_ATTEMPTS,
+      retryBudgetMs: v.ALERTS_RETRY_BUDGET_MS,
+      channelRatePerMinute: v.ALERTS_CHANNEL_RATE_PER_MINUTE,
+      repeatIntervalMs: v.ALERTS_REPEAT_INTERVAL_MS,
+    },
     logLevel: v.LOG_LEVEL,
   };
   return deepFreeze(config);
@@ -398,6 +509,13 @@ export function redactConfig(c: Readonly<Config>): unknown {
       ...c.registry,
       url: stripUrl(c.registry.url),
       ...(c.registry.password ? { password: '***' } : {}),
+    },
+    alerts: {
+      ...c.alerts,
+      // A Slack webhook URL is itself the credential; a PagerDuty routing key too.
+      ...(c.alerts.slack ? { slack: { webhookUrl: '***' } } : {}),
+      ...(c.alerts.pagerduty ? { pagerduty: { ...c.alerts.pagerduty, routingKey: '***' } } : {}),
+      ...(c.alerts.email?.password ? { email: { ...c.alerts.email, password: '***' } } : {}),
     },
   };
 }

@@ -104,6 +104,33 @@ test('analytics settings default to the seed and are bounded', () => {
   );
 });
 
+test('alert channels: secrets from env or files, redacted, settings that go together', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-config-'));
+  const keyFile = path.join(dir, 'pd-key');
+  fs.writeFileSync(keyFile, 'pd-secret-routing-key\n');
+  const c = loadConfig({
+    ...base,
+    SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T0/B0/slack-secret',
+    PAGERDUTY_ROUTING_KEY_FILE: keyFile,
+    SMTP_HOST: 'mail.example.com',
+    SMTP_USERNAME: 'alerts',
+    SMTP_PASSWORD: 'smtp-secret',
+    ALERT_EMAIL_TO: 'ops@example.com, finance@example.com',
+  });
+  assert.equal(c.alerts.pagerduty?.routingKey, 'pd-secret-routing-key');
+  assert.deepEqual(c.alerts.email?.to, ['ops@example.com', 'finance@example.com']);
+  const printed = JSON.stringify(redactConfig(c));
+  for (const secret of ['slack-secret', 'pd-secret-routing-key', 'smtp-secret'])
+    assert.ok(!printed.includes(secret));
+  assert.throws(() => loadConfig({ ...base, SMTP_HOST: 'mail.example.com' }), /ALERT_EMAIL_TO/);
+  assert.throws(
+    () => loadConfig({ ...base, SMTP_HOST: 'h', ALERT_EMAIL_TO: 'a@b.co', SMTP_USERNAME: 'u' }),
+    /SMTP_USERNAME and SMTP_PASSWORD/,
+  );
+  assert.throws(() => loadConfig({ ...base, ALERT_EMAIL_TO: 'not-an-address' }), /ALERT_EMAIL_TO/);
+  assert.deepEqual(loadConfig(base).alerts.consumerMetricsUrls, []);
+});
+
 test('missing endpoints say how to get a local stack', () => {
   assert.throws(() => loadConfig(noStack), /KAFKA_BROKERS: required \(or run `npx txstream stack up`/);
 });
