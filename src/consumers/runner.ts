@@ -68,9 +68,11 @@ export interface RunnerDlq {
 
 export interface RunnerMetrics {
   consumed(topic: string, n: number): void;
-  inserted(topic: string, n: number): void;
+  /** Rows BigQuery acknowledged and their JSON bytes. */
+  inserted(topic: string, n: number, bytes: number): void;
   deadLettered(topic: string, n: number): void;
-  insertLatency(ms: number, rows: number): void;
+  /** One written batch: its duration, rows and JSON bytes. */
+  insertLatency(ms: number, rows: number, bytes: number): void;
   endToEnd(ms: number): void;
   /** One retry of `operation` (insert, dead-letter, commit, fetch-schemas) after a transient failure. */
   retried(operation: string): void;
@@ -139,6 +141,8 @@ interface Pending {
   message: KafkaMessage;
   schemaId: number;
   row: InsertRow<Record<string, unknown>>;
+  /** The row's size in the insert request's JSON (what BigQuery bills streaming by). */
+  bytes: number;
 }
 
 export interface Runner {
@@ -330,8 +334,16 @@ export function createRunner(o: RunnerOptions): Runner {
     });
     if (rejected.length) await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
     ackAll(own);
-    o.metrics?.insertLatency(now() - started, own.length);
-    o.metrics?.inserted(binding.topic, landed.length);
+    o.metrics?.insertLatency(
+      now() - started,
+      own.length,
+      own.reduce((sum, p) => sum + p.bytes, 0),
+    );
+    o.metrics?.inserted(
+      binding.topic,
+      landed.length,
+      landed.reduce((sum, p) => sum + p.bytes, 0),
+    );
     if (rejected.length) {
       o.metrics?.deadLettered(binding.topic, rejected.length);
       logDeadLetters(rejected);
@@ -531,7 +543,12 @@ export function createRunner(o: RunnerOptions): Runner {
             deadLetterOf(base as Pending, 'map', 'INVALID_RECORD', `${mapped.field}: ${mapped.reason}`),
           );
         } else {
-          const item: Pending = { ...base, schemaId: decoded.schemaId, row: mapped.row };
+          const item: Pending = {
+            ...base,
+            schemaId: decoded.schemaId,
+            row: mapped.row,
+            bytes: mapped.bytes,
+          };
           const outcome = policy.add(item, mapped.bytes);
           if (outcome === 'too-large')
             dead.push(

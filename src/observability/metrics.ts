@@ -20,6 +20,8 @@ const LATENCY_BUCKETS = [
   0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 2.5,
   5, 10, 30, 60,
 ];
+// Request sizes from 1 KiB to BigQuery's 10 MB insertAll limit.
+const BYTE_BUCKETS = [1024, 16_384, 65_536, 262_144, 524_288, 1_048_576, 2_097_152, 4_194_304, 10_485_760];
 // Batch sizes up to BQ_STREAMING_BATCH_SIZE's maximum (50,000).
 const ROW_BUCKETS = [1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000];
 
@@ -48,6 +50,19 @@ export function createConsumerMetrics(o: { defaultMetrics?: boolean } = {}): Con
     name: 'txstream_insert_batch_rows',
     help: 'Rows per BigQuery insert request (after splitting too-large requests).',
     buckets: ROW_BUCKETS,
+    registers: [registry],
+  });
+  const batchBytes = new Histogram({
+    name: 'txstream_insert_batch_bytes',
+    help: 'JSON bytes of the rows per BigQuery insert request (after splitting too-large requests).',
+    buckets: BYTE_BUCKETS,
+    registers: [registry],
+  });
+  // What streaming inserts are billed by; the alert rules' cost signal reads it.
+  const insertedBytes = new Counter({
+    name: 'txstream_inserted_bytes_total',
+    help: 'JSON bytes of the rows BigQuery acknowledged, per source topic.',
+    labelNames: ['topic'] as const,
     registers: [registry],
   });
   const insertLatency = new Histogram({
@@ -100,11 +115,15 @@ export function createConsumerMetrics(o: { defaultMetrics?: boolean } = {}): Con
       inFlight: (delta) => inFlight.inc(delta),
       dropped: (n) => dropped.inc(n),
       consumed: (topic, n) => consumed.inc({ topic }, n),
-      inserted: (topic, n) => inserted.inc({ topic }, n),
+      inserted: (topic, n, bytes) => {
+        inserted.inc({ topic }, n);
+        insertedBytes.inc({ topic }, bytes);
+      },
       deadLettered: (topic, n) => deadLettered.inc({ topic }, n),
-      insertLatency: (ms, rows) => {
+      insertLatency: (ms, rows, bytes) => {
         insertLatency.observe(ms / 1000);
         batchRows.observe(rows);
+        batchBytes.observe(bytes);
       },
       // Clock skew between producer and consumer hosts can make this negative; clamp rather than
       // let one skewed producer poison the histogram's sum.

@@ -182,11 +182,14 @@ function fakeDecoder() {
 function fakeSink(log: string[]) {
   const s = {
     calls: [] as { table: string; ids: string[] }[],
+    /** JSON bytes of each row received, by insertId. */
+    bytes: new Map<string, number>(),
     /** One behaviour per call, in order; `otherwise` after they ran out. */
     steps: [] as SinkStep[],
     otherwise: ok as SinkStep,
     async insert(table: string, rows: readonly Row[]): Promise<SinkRowResult[]> {
       s.calls.push({ table, ids: idsOf(rows) });
+      for (const r of rows) s.bytes.set(String(r.insertId), Buffer.byteLength(JSON.stringify(r)));
       log.push(`insert ${idsOf(rows).join(',')}`);
       await turn();
       return (s.steps.shift() ?? s.otherwise)(rows);
@@ -213,21 +216,36 @@ function fakeDlq(log: string[]) {
 
 function fakeMetrics() {
   const calls: { name: string; args: unknown[] }[] = [];
+  // `inserted` and `insertLatency` are compared by rows here; their byte counts are checked on their own.
   const rec =
     (name: string) =>
     (...args: unknown[]) =>
-      void calls.push({ name, args });
+      void calls.push({
+        name,
+        args: name === 'inserted' || name === 'insertLatency' ? args.slice(0, 2) : args,
+      });
+  const bytes: { name: string; bytes: unknown }[] = [];
+  const withBytes =
+    (name: string) =>
+    (...args: unknown[]) => {
+      bytes.push({ name, bytes: args[2] });
+      rec(name)(...args);
+    };
   const metrics: RunnerMetrics = {
     consumed: rec('consumed'),
-    inserted: rec('inserted'),
+    inserted: withBytes('inserted'),
     deadLettered: rec('deadLettered'),
-    insertLatency: rec('insertLatency'),
+    insertLatency: withBytes('insertLatency'),
     endToEnd: rec('endToEnd'),
     retried: rec('retried'),
     inFlight: rec('inFlight'),
     dropped: rec('dropped'),
   };
-  return { metrics, of: (name: string) => calls.filter((c) => c.name === name).map((c) => c.args) };
+  return {
+    metrics,
+    of: (name: string) => calls.filter((c) => c.name === name).map((c) => c.args),
+    bytesOf: (name: string) => bytes.filter((c) => c.name === name).map((c) => c.bytes),
+  };
 }
 
 /** Maps `{ id, invalid? }` records to rows with the deterministic insertId topic-partition-offset. */
@@ -267,7 +285,7 @@ async function setup(t: TestContext, o: SetupOptions = {}) {
   const decoder = fakeDecoder();
   const sink = fakeSink(log);
   const dlq = fakeDlq(log);
-  const { metrics, of } = fakeMetrics();
+  const { metrics, of, bytesOf } = fakeMetrics();
   const clock = { ms: 0 };
   const sleeps: number[] = [];
   const fatal: Error[] = [];
@@ -312,6 +330,7 @@ async function setup(t: TestContext, o: SetupOptions = {}) {
     sink,
     dlq,
     metricsOf: of,
+    bytesOf,
     sleeps,
     fatal,
     /** Ends the backoff sleeps in progress (with holdSleeps), then lets what follows them run. */
@@ -537,6 +556,10 @@ describe('createRunner', () => {
     assert.equal(entries[0]?.schemaId, SCHEMA_ID);
     assert.deepEqual(entries[0]?.value, framed({ id: 'tx-0-1' }));
     assert.deepEqual(h.metricsOf('inserted'), [[TX, 2]]);
+    // Streamed bytes count the landed rows; the batch's bytes count all three it sent.
+    const size = (id: string) => h.sink.bytes.get(id) ?? NaN;
+    assert.deepEqual(h.bytesOf('inserted'), [size('tx-0-0') + size('tx-0-2')]);
+    assert.deepEqual(h.bytesOf('insertLatency'), [size('tx-0-0') + size('tx-0-1') + size('tx-0-2')]);
     assert.deepEqual(h.metricsOf('deadLettered'), [[TX, 1]]);
     assert.deepEqual(ioLog(h), ['insert tx-0-0,tx-0-1,tx-0-2', 'dlq tx-0-1', 'commit tx/0@3']);
   });

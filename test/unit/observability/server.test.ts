@@ -37,8 +37,8 @@ test('serves metrics, liveness and readiness; closes on request', async () => {
     assert.match(before.type ?? '', /^text\/plain; version=0\.0\.4/);
     assert.match(before.body, /^# TYPE txstream_records_inserted_total counter$/m);
     assert.doesNotMatch(before.body, /^txstream_records_inserted_total\{/m);
-    metrics.runner.inserted('banking.transactions.v1', 12);
-    metrics.runner.inserted('banking.transactions.v1', 30);
+    metrics.runner.inserted('banking.transactions.v1', 12, 1200);
+    metrics.runner.inserted('banking.transactions.v1', 30, 3000);
     const after = await get(server.port, '/metrics?x=1');
     assert.match(after.body, /^txstream_records_inserted_total\{topic="banking.transactions.v1"\} 42$/m);
     assert.match(after.body, /^process_resident_memory_bytes /m);
