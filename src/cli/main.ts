@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerAlerts } from './alerts.ts';
 import { registerDemo } from './demo.ts';
 import { registerInit } from './init.ts';
 import { registerConsume } from './consume.ts';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerInit(program);
   registerSchedule(program);
   registerViews(program);
+  registerAlerts(program);
   return program;
 }
 
