@@ -109,3 +109,21 @@ export function defaultRoutes(severity: string): Route[] {
 }
 
 export type { Alert };
+
+/**
+ * Fills a rule's summary or description: `{{value}}`, `{{threshold}}` and `{{labels.<name>}}`. Numbers
+ * are printed with at most three decimals; an unknown placeholder stays as written (rules.ts refuses
+ * those at load time).
+ */
+export function renderText(
+  template: string,
+  values: { value: number; threshold: number; labels: Readonly<Record<string, string>> },
+): string {
+  const num = (x: number) => (Number.isInteger(x) ? String(x) : String(Math.round(x * 1000) / 1000));
+  return template.replace(/\{\{\s*([a-z_][a-z0-9_.]*)\s*\}\}/gi, (whole, key: string) => {
+    if (key === 'value') return num(values.value);
+    if (key === 'threshold') return num(values.threshold);
+    if (key.startsWith('labels.')) return values.labels[key.slice('labels.'.length)] ?? whole;
+    return whole;
+  });
+}
