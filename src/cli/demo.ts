@@ -20,18 +20,25 @@ import { up } from '../stack/stack.ts';
 import type { TopicCatalogue, TopicId } from '../topics.ts';
 import { createTopicCatalogue } from '../topics.ts';
 import { createBigQuery } from '../warehouse/client.ts';
-import type { QueryParam, QueryResult } from '../warehouse/query.ts';
+import type { QueryParam } from '../warehouse/query.ts';
 import { runQuery } from '../warehouse/query.ts';
 import { ensureFactTables } from '../warehouse/sql.ts';
 import { createGenerator } from '../workload/index.ts';
+import {
+  DEFAULT_HISTORY_DAYS,
+  history,
+  MIN_HISTORY_DAYS,
+  printResult,
+  runJobsAndSummarise,
+} from './demo-model.ts';
 import { asCliError, CliError } from './errors.ts';
 import { histogramQuantile, readCounter, readHistogram } from '../observability/prometheus-text.ts';
-import { formatTable, rowCount } from './table.ts';
 
-// `npm run demo`: the real pipeline on the local stack. init → reference data → the warehouse consumer
-// in-process → a bounded stream of synthetic transactions and job runs → a live view of what landed in
-// BigQuery (rows, lag, end-to-end latency) → wait until every produced record is a row → stop the
-// consumer cleanly → what arrived, per network.
+// `npm run demo`: the real pipeline on the local stack. init → reference data → history (demo-model.ts)
+// → the warehouse consumer in-process → a bounded stream of synthetic transactions and job runs → a
+// live view of what landed in BigQuery (rows, lag, end-to-end latency) → wait until every produced
+// record is a row → stop the consumer cleanly → what arrived, per network → views deployed and every
+// scheduled job run once → what the views, quality checks, forecast and anomaly detection found.
 //
 // Which rows are this run's: the high watermarks of the fact topics are read before producing and
 // again after; the rows whose (partition, offset) lie in between are the run's. That holds however
@@ -47,6 +54,7 @@ interface DemoOptions {
   seed?: string;
   timeout: string;
   topicPrefix: string;
+  historyDays: string;
 }
 
 type FactTopic = 'transactions' | 'job-executions';
@@ -81,6 +89,11 @@ export function registerDemo(program: Command): void {
     .option('--seed <s>', 'generator seed (default: a new one per run)')
     .option('--timeout <s>', 'seconds to wait, after producing, for every record to land', '120')
     .option('--topic-prefix <prefix>', 'prefix of the topic names (an isolated copy of the pipeline)', '')
+    .option(
+      '--history-days <n>',
+      'days of history written before the stream, with a volume drop and a failure burst injected into the last; 0 for none',
+      String(DEFAULT_HISTORY_DAYS),
+    )
     .action(async (opts: DemoOptions) => {
       try {
         await runDemo(opts);
@@ -93,6 +106,12 @@ export function registerDemo(program: Command): void {
         throw asCliError(err);
       }
     });
+}
+
+function nonNegativeInteger(name: string, v: string): number {
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < 0) throw new CliError(`${name} must be an integer >= 0, got ${v}`, 2);
+  return x;
 }
 
 function integer(name: string, v: string): number {
@@ -111,9 +130,18 @@ async function runDemo(opts: DemoOptions): Promise<void> {
   const count = integer('--count', opts.count);
   const rate = positive('--rate', opts.rate);
   const timeoutMs = positive('--timeout', opts.timeout) * 1000;
+  const historyDays = nonNegativeInteger('--history-days', opts.historyDays);
+  if (historyDays > 0 && historyDays < MIN_HISTORY_DAYS)
+    throw new CliError(
+      `--history-days must be 0 or at least ${MIN_HISTORY_DAYS} (the anomaly detector compares a day with five earlier weeks), got ${historyDays}`,
+      2,
+    );
   const seed = opts.seed === undefined ? Date.now() % 2 ** 31 : Number(opts.seed);
   if (!Number.isInteger(seed)) throw new CliError(`--seed must be an integer, got ${opts.seed}`, 2);
   const jobCount = Math.max(1, Math.round(count / 10));
+  // History covers the days before today: the live runs must not add to them (nor, then, can there be
+  // more of them than today has had so far).
+  const jobRuns = [...recentJobRuns(seed, jobCount, historyDays > 0 ? startOfUtcDay(new Date()) : undefined)];
   const prefix = opts.topicPrefix;
   const catalogue = createTopicCatalogue({ prefix });
 
@@ -144,7 +172,10 @@ async function runDemo(opts: DemoOptions): Promise<void> {
       throw new CliError(`only ${sent} of ${records.length} ${what} were acknowledged by the broker`, 3);
     say(`   ${n(sent)} ${what} → ${catalogue.get(topic).name}`);
   }
-  say('   (the scheduler that loads them into dim_* tables is not built yet; the facts reference their ids)');
+
+  let injected: Awaited<ReturnType<typeof history>> | undefined;
+  if (historyDays > 0) injected = await history(config, bq, historyDays);
+  else say('4. history: none (--history-days 0); the forecast and detection jobs will have nothing to model');
 
   const start = await watermarks(config, catalogue);
   const group = `txstream-demo-${prefix}${dataset}`;
@@ -187,11 +218,11 @@ async function runDemo(opts: DemoOptions): Promise<void> {
     await app.start();
     const scrapeUrl = metricsUrl(config.metrics.host, app.metricsPort());
     say(
-      `4. consumer group ${group} runs in-process: ${app.topics.join(', ')} → ${dataset}${scrapeUrl ? ` (metrics: ${scrapeUrl})` : ''}`,
+      `5. consumer group ${group} runs in-process: ${app.topics.join(', ')} → ${dataset}${scrapeUrl ? ` (metrics: ${scrapeUrl})` : ''}`,
     );
 
     say(
-      `5. producing ${n(count)} transactions at ${n(rate)}/s and ${n(jobCount)} job executions at ${n(rate / 10)}/s (seed ${seed})`,
+      `6. producing ${n(count)} transactions at ${n(rate)}/s and ${n(jobRuns.length)} job executions at ${n(rate / 10)}/s (seed ${seed})`,
     );
     const produced = { tx: 0, jobs: 0 };
     // Event time at the generator's default pace (10/s), ending about now: the records read as what the
@@ -203,17 +234,9 @@ async function runDemo(opts: DemoOptions): Promise<void> {
         produce(config, 'transactions', prefix, g.transactions({ count }), rate, interrupt.signal, (s) => {
           produced.tx = s;
         }),
-        produce(
-          config,
-          'job-executions',
-          prefix,
-          recentJobRuns(seed, jobCount),
-          rate / 10,
-          interrupt.signal,
-          (s) => {
-            produced.jobs = s;
-          },
-        ),
+        produce(config, 'job-executions', prefix, jobRuns, rate / 10, interrupt.signal, (s) => {
+          produced.jobs = s;
+        }),
       ]);
       return { tx, jobs };
     })();
@@ -225,7 +248,7 @@ async function runDemo(opts: DemoOptions): Promise<void> {
       (err: unknown) => (streamError = err ?? new Error('producing failed')),
     );
 
-    say('6. live: rows in BigQuery (this run), lag (produced, not yet a row), end-to-end latency');
+    say('7. live: rows in BigQuery (this run), lag (produced, not yet a row), end-to-end latency');
     const live = liveLine();
     const began = Date.now();
     let ranges: Record<FactTopic, PartitionRange[]> = start;
@@ -291,7 +314,7 @@ async function runDemo(opts: DemoOptions): Promise<void> {
     await stopConsumer();
     const all = expected!;
     say(
-      `7. all ${n(all.tx + all.jobs)} records landed; consumer stopped (flushed, committed, left the group)`,
+      `8. all ${n(all.tx + all.jobs)} records landed; consumer stopped (flushed, committed, left the group)`,
     );
     say(`   produced: ${n(streamed!.tx.sent)} transactions, ${n(streamed!.jobs.sent)} job executions`);
     say(
@@ -302,6 +325,8 @@ async function runDemo(opts: DemoOptions): Promise<void> {
         `   end-to-end latency (Kafka timestamp → BigQuery ack): p50 ${seconds(last.p50)}, p99 ${seconds(last.p99)}`,
       );
     await summary(bq, projectId, dataset, catalogue, ranges);
+    say('');
+    await runJobsAndSummarise(config, bq, prefix, injected, 9);
     say('');
     say(
       `done. Look around: npx txstream query 'SELECT * FROM fact_banking_transactions LIMIT 10'${external ? '' : '; the stack keeps running (npx txstream stack down stops it)'}.`,
@@ -418,13 +443,19 @@ function width(ranges: PartitionRange[]): number {
 }
 
 /** Runs of every job over the last days, the most recent `count` of them (finished runs are history). */
-function* recentJobRuns(seed: number, count: number): Generator<Record<string, unknown>> {
+function* recentJobRuns(seed: number, count: number, notBefore?: Date): Generator<Record<string, unknown>> {
   const now = new Date();
   // ~1,200 runs a day with the default model: enough days for `count`, and a day more.
   const days = Math.ceil(count / 1000) + 1;
   const g = createGenerator({ seed, startTime: now });
   const runs = [...g.jobExecutions({ from: new Date(now.getTime() - days * 86_400_000), to: now })];
-  for (const r of runs.slice(-count)) yield r as unknown as Record<string, unknown>;
+  for (const r of runs.slice(-count))
+    if (!notBefore || r.started_at >= notBefore.getTime() * 1000)
+      yield r as unknown as Record<string, unknown>;
+}
+
+function startOfUtcDay(d: Date): Date {
+  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
 }
 
 async function produce(
@@ -565,24 +596,6 @@ function liveLine(): { show(line: string): void; end(): void } {
       open = false;
     },
   };
-}
-
-/** Decimal(18,2) amounts as BigQuery returns them (12.5) with their two places (12.50), exactly. */
-function money(v: unknown): string {
-  const s = String(v);
-  const m = /^(-?\d+)(?:\.(\d+))?$/.exec(s);
-  if (!m) return s;
-  return `${m[1]}.${(m[2] ?? '').padEnd(2, '0')}`;
-}
-
-function printResult(r: QueryResult, moneyColumns: readonly string[] = []): void {
-  const rows = r.rows.map((row) =>
-    r.columns.map((c) =>
-      moneyColumns.includes(c.name) && row[c.name] != null ? money(row[c.name]) : (row[c.name] ?? null),
-    ),
-  );
-  for (const line of formatTable(r.columns, rows)) say(`   ${line}`);
-  say(`   ${rowCount(r.rows.length)}`);
 }
 
 async function summary(

@@ -13,7 +13,9 @@ import { testEndpoints, uniqueName } from '../support/endpoints.ts';
 
 // `npm run demo` end to end, twice on the same topics and dataset: each run's records all land, the
 // summary adds up to what was produced, and the second run (same consumer group) writes only its own
-// records: no re-consumption, no duplicates.
+// records: no re-consumption, no duplicates. The first run writes the history and its injected
+// anomalies, which the quality checks and anomaly detection must find (and nothing else); the second
+// finds the history there and writes none.
 
 const run = promisify(execFile);
 const e = testEndpoints();
@@ -41,7 +43,7 @@ async function demo(count: number, rate: number): Promise<string> {
   const { stdout } = await run(
     process.execPath,
     [TXSTREAM_BIN, 'demo', '--count', String(count), '--rate', String(rate), '--topic-prefix', prefix],
-    { env, timeout: 90_000 },
+    { env, timeout: 240_000 },
   );
   return stdout;
 }
@@ -60,8 +62,14 @@ function tableAfter(stdout: string, title: string): string[][] {
 }
 
 function checkRun(stdout: string, count: number): void {
-  const jobs = Math.round(count / 10);
-  for (const step of [1, 2, 3, 4, 5, 6, 7]) assert.match(stdout, new RegExp(`^${step}\\. `, 'm'), stdout);
+  for (const step of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    assert.match(stdout, new RegExp(`^${step}\\. `, 'm'), stdout);
+  // Job runs are today's only (history has the days before), so how many depends on the time of day.
+  const producing = /^6\. producing ([\d,]+) transactions .* and ([\d,]+) job executions/m.exec(stdout);
+  assert.ok(producing, stdout);
+  assert.equal(num(producing[1]), count);
+  const jobs = num(producing[2]);
+  assert.ok(jobs <= Math.round(count / 10));
   assert.match(stdout, /^ {3}12 banking networks → .*ref\.banking-networks\.v1$/m);
   assert.match(stdout, /^ +\d+ s {2}produced .* landed .* lag \d+/m, 'a live line');
 
@@ -80,11 +88,39 @@ function checkRun(stdout: string, count: number): void {
     byNetwork.reduce((sum, r) => sum + num(r[2]), 0),
     count,
   );
-  const byStatus = tableAfter(stdout, 'job executions per status');
-  assert.equal(
-    byStatus.reduce((sum, r) => sum + num(r[1]), 0),
-    jobs,
-  );
+  if (jobs > 0) {
+    const byStatus = tableAfter(stdout, 'job executions per status');
+    assert.equal(
+      byStatus.reduce((sum, r) => sum + num(r[1]), 0),
+      jobs,
+    );
+  }
+
+  // Every job ran; the views exist (as fallback tables on the emulator) and hold the history.
+  for (const job of ['dimensions', 'views', 'quality', 'retrain', 'forecast', 'detect'])
+    assert.match(stdout, new RegExp(`^ {3}${job} +(ok|failed) `, 'm'), `${job} ran:\n${stdout}`);
+  const views = tableAfter(stdout, 'views: rows and the latest day');
+  assert.equal(views.length, 3);
+  for (const v of views) assert.ok(num(v[1]) > 0, `${v[0]} has rows`);
+  const forecast = tableAfter(stdout, 'forecast: all transactions');
+  assert.equal(forecast.length, 7);
+  for (const f of forecast) {
+    const [lo, hi] = (f[2] ?? '').split(' - ').map(num);
+    assert.ok(lo! <= num(f[1]) && num(f[1]) <= hi!, `forecast within its interval: ${f}`);
+  }
+}
+
+/** The quality table's row for a check: [check, passed, measured, threshold, judged, findings]. */
+function check(stdout: string, name: string): string[] {
+  const row = tableAfter(stdout, 'data quality').find((r) => r[0] === name);
+  assert.ok(row, `${name} in:\n${stdout}`);
+  return row;
+}
+
+/** Transactions and job executions the history step wrote. */
+function historyWritten(stdout: string): { tx: number; jobs: number } | undefined {
+  const m = /^ {3}([\d,]+) transactions and ([\d,]+) job executions for 56 day\(s\)/m.exec(stdout);
+  return m ? { tx: num(m[1]), jobs: num(m[2]) } : undefined;
 }
 
 function num(s: string | undefined): number {
@@ -92,15 +128,33 @@ function num(s: string | undefined): number {
 }
 
 test('the demo runs the pipeline; a second run on the same group writes only its own records', async () => {
-  checkRun(await demo(300, 300), 300);
-  checkRun(await demo(200, 400), 200);
+  const first = await demo(300, 300);
+  checkRun(first, 300);
+  const second = await demo(200, 400);
+  checkRun(second, 200);
 
-  // Everything both runs produced is in the tables exactly once.
+  // The first run wrote the history with its anomalies, and both were found; nothing else was.
+  const written = historyWritten(first);
+  assert.ok(written && written.tx > 50_000 && written.jobs > 50_000, first);
+  assert.equal(check(first, 'transaction_volume')[1], 'NO');
+  assert.equal(check(first, 'job_failure_rate')[1], 'NO');
+  for (const clean of ['duplicate_transactions', 'invalid_amounts', 'unknown_networks'])
+    assert.equal(check(first, clean)[1], 'yes', clean);
+  assert.match(first, /volume drop to 30%: quality transaction_volume found; anomaly detection: found/);
+  assert.match(first, /fedwire-api failure burst: quality job_failure_rate found; anomaly detection found/);
+  assert.match(first, /anything else reported: nothing$/m);
+  // The second found it there and wrote none.
+  assert.match(second, /all 56 days were already there/);
+
+  // Everything both runs produced is in the tables exactly once, the history once.
   const r = await runQuery(bq, {
     sql: `SELECT
-      (SELECT COUNT(*) FROM \`${dataset}.fact_banking_transactions\`) AS tx,
+      (SELECT COUNT(*) FROM \`${dataset}.fact_banking_transactions\` WHERE kafka_topic != 'backfill') AS tx,
       (SELECT COUNT(DISTINCT transaction_id) FROM \`${dataset}.fact_banking_transactions\`) AS tx_ids,
-      (SELECT COUNT(*) FROM \`${dataset}.fact_job_executions\`) AS jobs`,
+      (SELECT COUNT(*) FROM \`${dataset}.fact_banking_transactions\` WHERE kafka_topic = 'backfill') AS history_tx,
+      (SELECT COUNT(*) FROM \`${dataset}.fact_job_executions\` WHERE kafka_topic = 'backfill') AS history_jobs`,
   });
-  assert.deepEqual(r.rows, [{ tx: 500, tx_ids: 500, jobs: 50 }]);
+  assert.deepEqual(r.rows, [
+    { tx: 500, tx_ids: 500 + written.tx, history_tx: written.tx, history_jobs: written.jobs },
+  ]);
 });
