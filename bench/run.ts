@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGenerator } from '../src/workload/index.ts';
+import { analyticsBench } from './analytics.ts';
 import { pipelineBench } from './pipeline.ts';
 import { producerVsReference } from './producer.ts';
 
@@ -23,7 +24,7 @@ interface Row {
 const { values } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } },
 });
-const CASES = ['workload', 'producer', 'pipeline'];
+const CASES = ['workload', 'producer', 'pipeline', 'analytics'];
 if (values.only !== undefined && !CASES.includes(values.only)) {
   process.stderr.write(`bench: --only takes one of ${CASES.join(', ')}\n`);
   process.exit(2);
@@ -72,6 +73,7 @@ if (wanted('workload')) {
 
 if (wanted('producer')) rows.push(...(await producerVsReference({ quick: values.quick })));
 if (wanted('pipeline')) rows.push(...(await pipelineBench({ quick: values.quick })));
+if (wanted('analytics')) rows.push(...(await analyticsBench({ quick: values.quick })));
 
 const width = Math.max(...rows.map((r) => r.name.length));
 process.stdout.write(
