@@ -187,6 +187,10 @@ export function queryError(err: unknown): unknown {
   if (err instanceof TxstreamError || err instanceof RangeError) return err;
   const failure = classifyInsertError(err, []);
   const message = firstLine(failure.message);
+  // 501 Not Implemented is a 5xx that waiting does not cure: an emulator without the feature (BigQuery
+  // ML, some DDL). Retrying it would spin until a deadline.
+  if ((err as { code?: unknown }).code === 501)
+    return new TxstreamError('WAREHOUSE_ERROR', message, { cause: err });
   if (failure.kind === 'network' || failure.kind === 'server' || failure.kind === 'throttled')
     return new TxstreamError('WAREHOUSE_UNAVAILABLE', message, { retriable: true, cause: err });
   return new TxstreamError('WAREHOUSE_ERROR', message, { cause: err });

@@ -101,4 +101,12 @@ describe('queryError', () => {
     const outage = Object.assign(new Error('backend'), { code: 503 });
     assert.equal((queryError(outage) as TxstreamError).code, 'WAREHOUSE_UNAVAILABLE');
   });
+
+  it('501 Not Implemented is permanent, not an outage to wait out', () => {
+    const missing = Object.assign(new Error('ML.FORECAST is not implemented'), { code: 501 });
+    const e = queryError(missing) as TxstreamError;
+    assert.equal(e.code, 'WAREHOUSE_ERROR');
+    assert.equal(e.retriable, false);
+    assert.equal(e.cause, missing);
+  });
 });
