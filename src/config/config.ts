@@ -301,6 +301,14 @@ export class ConfigError extends Error {
   }
 }
 
+function holdsPemCertificate(file: string): boolean {
+  try {
+    return /-----BEGIN CERTIFICATE-----/.test(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** Resolves NAME_FILE into NAME for secrets, so a secret never has to sit in the environment. */
 function withSecretFiles(env: NodeJS.ProcessEnv, problems: string[]): NodeJS.ProcessEnv {
   const out = { ...env };
@@ -356,6 +364,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     problems.push(`GCP_KEY_FILE: ${v.GCP_KEY_FILE} does not exist`);
   if (v.KAFKA_SSL_CA_FILE && !fs.existsSync(v.KAFKA_SSL_CA_FILE))
     problems.push(`KAFKA_SSL_CA_FILE: ${v.KAFKA_SSL_CA_FILE} does not exist`);
+  // Node ignores a CA bundle without certificates, and a CA file without TLS would be ignored too:
+  // either way the user believes in a trust setting that does nothing.
+  else if (v.KAFKA_SSL_CA_FILE && !holdsPemCertificate(v.KAFKA_SSL_CA_FILE))
+    problems.push(`KAFKA_SSL_CA_FILE: ${v.KAFKA_SSL_CA_FILE} holds no PEM certificate`);
+  if (v.KAFKA_SSL_CA_FILE && !v.KAFKA_SSL)
+    problems.push('KAFKA_SSL_CA_FILE is set but KAFKA_SSL is not: set KAFKA_SSL=true to connect over TLS');
   if (v.KAFKA_HEARTBEAT_INTERVAL_MS * 3 > v.KAFKA_SESSION_TIMEOUT_MS)
     problems.push(
       `KAFKA_HEARTBEAT_INTERVAL_MS: ${v.KAFKA_HEARTBEAT_INTERVAL_MS} must be at most a third of KAFKA_SESSION_TIMEOUT_MS (${v.KAFKA_SESSION_TIMEOUT_MS})`,

@@ -1,7 +1,10 @@
 import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
 import { Kafka, logLevel } from 'kafkajs';
 import type { KafkaConfig, SASLOptions } from 'kafkajs';
 import type { Config } from '../config/config.ts';
+import { TxstreamError } from '../errors.ts';
 
 // The only place that constructs kafkajs clients, so connection settings (TLS, SASL, timeouts,
 // logging) are decided once for every producer, consumer and admin in the process.
@@ -39,10 +42,153 @@ export function createKafka(c: KafkaConnection): Kafka {
     connectionTimeout: c.connectionTimeoutMs ?? 3000,
     requestTimeout: c.requestTimeoutMs ?? 30_000,
     retry: { retries: c.retries ?? 5 },
-    ...(c.ssl ? { ssl: c.ssl === true ? true : { ca: [c.ssl.ca], rejectUnauthorized: true } } : {}),
+    ...(c.ssl ? { ssl: tlsOptions(c.ssl) } : {}),
     ...(c.sasl ? { sasl: c.sasl } : {}),
   };
-  return new Kafka(config);
+  const kafka = new Kafka(config);
+  if (c.ssl || c.sasl) guardConnects(kafka, c);
+  return kafka;
+}
+
+function tlsOptions(ssl: true | { ca: string }): tls.ConnectionOptions {
+  return ssl === true ? { rejectUnauthorized: true } : { ca: [ssl.ca], rejectUnauthorized: true };
+}
+
+// Credentials and trust are wrong until someone changes the configuration, so retrying cannot fix
+// them. kafkajs already gives up at once on a refused SASL authentication (a non-retriable
+// KafkaJSSASLAuthenticationError), but reports an untrusted certificate as an ordinary connection
+// error and retries it with backoff (about 10 s with 5 retries, for ever in a consumer restarting on
+// failure), ending with a message about retries rather than trust. So every connect() of a client
+// built here first makes one TLS handshake with the seed brokers, verified exactly as kafkajs will
+// verify it, and both failures become one non-retriable TxstreamError whose message names the cause
+// and the setting to fix, and never the password.
+
+/** OpenSSL's verification failures as Node reports them, plus Node's own hostname check. */
+const TRUST_ERRORS = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function splitBroker(broker: string): { host: string; port: number } {
+  const i = broker.lastIndexOf(':');
+  return { host: broker.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(broker.slice(i + 1)) };
+}
+
+/** Node's reason without the advice it appends about its own command-line flags. */
+function nodeReason(err: Error): string {
+  return err.message.split(';')[0]!;
+}
+
+/**
+ * Resolves when the broker's certificate is trusted, or when the broker cannot be reached at all
+ * (availability is kafkajs' business, with its retries); rejects only on a verification failure.
+ */
+function checkTrust(broker: string, ssl: true | { ca: string }, timeoutMs: number): Promise<void> {
+  const { host, port } = splitBroker(broker);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host,
+      port,
+      // As kafkajs' socket factory: SNI only for names, never for IP addresses (RFC 6066).
+      ...(net.isIP(host) ? {} : { servername: host }),
+      ...tlsOptions(ssl),
+    });
+    const done = (err?: TxstreamError) => {
+      socket.destroy();
+      if (err) reject(err);
+      else resolve();
+    };
+    socket.setTimeout(timeoutMs, () => done());
+    socket.once('secureConnect', () => done());
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      if (!err.code || !TRUST_ERRORS.has(err.code)) return done();
+      done(
+        new TxstreamError(
+          'BROKER_REJECTED',
+          `Kafka TLS: the certificate of broker ${broker} is not trusted (${err.code}: ${nodeReason(err)}); ` +
+            (ssl === true
+              ? 'set KAFKA_SSL_CA_FILE to the PEM of the CA that signed it'
+              : 'KAFKA_SSL_CA_FILE does not hold the CA that signed it'),
+          { cause: err },
+        ),
+      );
+    });
+  });
+}
+
+/** The SASL refusal in a kafkajs error chain, if that is what the error is. */
+function saslRefusal(err: unknown): Error | undefined {
+  for (let e = err as Error | undefined, depth = 0; e && depth < 5; e = e.cause as Error, depth++) {
+    if (e.name === 'KafkaJSSASLAuthenticationError') return e;
+  }
+  return undefined;
+}
+
+/** The TxstreamError for a refused SASL authentication (a kafkajs error, possibly wrapped), else undefined. */
+export function authFailure(err: unknown, c: KafkaConnection): TxstreamError | undefined {
+  const refusal = saslRefusal(err);
+  if (!refusal || !c.sasl) return undefined;
+  const sasl = c.sasl as { mechanism: string; username?: string; password?: string };
+  const secret = sasl.password;
+  // The broker's reason is worth keeping (wrong credentials or a mechanism it does not offer), but it
+  // is not ours to trust with the password.
+  const reason = secret ? refusal.message.split(secret).join('***') : refusal.message;
+  return new TxstreamError(
+    'BROKER_REJECTED',
+    `Kafka SASL authentication failed (mechanism ${sasl.mechanism.toUpperCase()}, user ${sasl.username ?? '?'}, brokers ${c.brokers.join(',')}): ${reason}; ` +
+      'check KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD(_FILE)',
+    { cause: refusal },
+  );
+}
+
+function guardConnects(kafka: Kafka, c: KafkaConnection): void {
+  let trusted: Promise<void> | undefined;
+  const preflight = (): Promise<void> => {
+    if (!c.ssl) return Promise.resolve();
+    const ssl = c.ssl;
+    // A success is remembered for the life of this client (producers are re-created after failures);
+    // a failure is not: the next connect() checks again, as the broker's certificate may have changed.
+    trusted ??= Promise.all(c.brokers.map((b) => checkTrust(b, ssl, c.connectionTimeoutMs ?? 3000))).then(
+      () => undefined,
+      (err: unknown) => {
+        trusted = undefined;
+        throw err;
+      },
+    );
+    return trusted;
+  };
+  const guard = <T extends { connect(): Promise<void> }>(client: T): T => {
+    const connect = client.connect.bind(client);
+    client.connect = async () => {
+      await preflight();
+      try {
+        await connect();
+      } catch (err) {
+        throw authFailure(err, c) ?? err;
+      }
+    };
+    return client;
+  };
+  const admin = kafka.admin.bind(kafka);
+  const producer = kafka.producer.bind(kafka);
+  const consumer = kafka.consumer.bind(kafka);
+  kafka.admin = (cfg) => guard(admin(cfg));
+  kafka.producer = (cfg) => guard(producer(cfg));
+  kafka.consumer = (cfg) => guard(consumer(cfg));
 }
 
 /** One metadata round trip: succeeds only when a broker answers and reports a controller. */
