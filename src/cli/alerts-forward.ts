@@ -1,6 +1,72 @@
 import type { Command } from 'commander';
+import { buildForwarderApp, routesFromRules } from '../alerts/forward.ts';
+import { loadRules, RulesError } from '../alerts/rules.ts';
+import { loadConfig } from '../config/config.ts';
+import { asCliError, CliError } from './errors.ts';
 
-// Placeholder: replaced by the `txstream alerts forward` implementation.
+// `txstream alerts forward`: the consumer group that delivers alerts from txstream.alerts.v1 to Slack,
+// PagerDuty and e-mail. Refuses to start on an invalid rules file; runs until SIGTERM/SIGINT, then lets
+// the delivery in flight finish, commits, leaves the group and exits 0.
+
+interface ForwardOptions {
+  group?: string;
+  topicPrefix: string;
+}
+
 export function registerAlertsForward(alerts: Command): void {
-  void alerts;
+  alerts
+    .command('forward')
+    .description(
+      'deliver alerts from txstream.alerts.v1 to Slack, PagerDuty and e-mail (consumer group; Ctrl-C or SIGTERM stops cleanly)',
+    )
+    .option('--group <id>', 'consumer group id (default: ALERTS_FORWARDER_GROUP)')
+    .option('--topic-prefix <prefix>', 'prefix of the topic names (as given to txstream init)', '')
+    .action(async (opts: ForwardOptions) => {
+      let config;
+      try {
+        config = loadConfig();
+      } catch (err) {
+        throw asCliError(err);
+      }
+      let rules;
+      try {
+        rules = await loadRules(config.alerts.rulesFile, {
+          defaultRepeatIntervalMs: config.alerts.repeatIntervalMs,
+        });
+      } catch (err) {
+        if (err instanceof RulesError) throw new CliError(`invalid rules file:\n${err.message}`, 1);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code) throw new CliError(`cannot read the rules file ${config.alerts.rulesFile} (${code})`, 1);
+        throw err;
+      }
+      const app = buildForwarderApp({
+        config,
+        routesFor: routesFromRules(rules.byName, config.alerts.repeatIntervalMs),
+        ...(opts.group ? { groupId: opts.group } : {}),
+        topicPrefix: opts.topicPrefix,
+      });
+      const stopped = new Promise<void>((resolve) => {
+        let once = false;
+        const stop = (why: string) => {
+          if (once) return;
+          once = true;
+          app.logger.info({ why }, 'stopping: finishing the delivery in flight, then leaving the group');
+          app
+            .stop()
+            .catch((err: unknown) => app.logger.error({ err: (err as Error).message }, 'unclean stop'))
+            .finally(resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      if (app.channels.length === 0)
+        app.logger.warn({}, 'no channel is configured: every routed alert will go to the DLQ');
+      await app.start();
+      app.logger.info(
+        { topic: app.topic, channels: app.channels, rules: rules.byName.size, file: config.alerts.rulesFile },
+        'forwarding alerts',
+      );
+      await stopped;
+      app.logger.info({}, 'stopped');
+    });
 }

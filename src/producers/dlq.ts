@@ -26,7 +26,8 @@ import type { RecordSender } from '../kafka/producer.ts';
 // consumer's retry writes those again. Readers that need one letter per record deduplicate on
 // txstream.source.topic/partition/offset.
 
-export const DLQ_STAGES = ['decode', 'validate', 'map', 'warehouse'] as const;
+// `deliver`: the alert forwarder could not deliver a notification to a channel (Slack, PagerDuty, e-mail).
+export const DLQ_STAGES = ['decode', 'validate', 'map', 'warehouse', 'deliver'] as const;
 export type DlqStage = (typeof DLQ_STAGES)[number];
 
 /** Header names written on every dead letter (timestamp and schema id only when known). */
