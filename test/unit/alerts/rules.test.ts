@@ -386,11 +386,10 @@ describe('parseRules: refused files', () => {
         strict: true,
         Mixed_Case: 'x',
       });
-      // The project's own sql/ is the default.
-      assert.equal(
-        parseRules(oneRule({ metric: 'query: view_probe' }), 'r.yaml').rules[0]?.query,
-        'view_probe',
-      );
+      // The project's own sql/ is the default (it ships no alert_*.sql: the signals' own SQL is signal_*.sql).
+      assert.deepEqual(problems(oneRule({ metric: 'query: view_probe' })), [
+        '5:12: rules[0].query: no such query: sql/alert_view_probe.sql does not exist',
+      ]);
     });
 
     it('refuse a query without its file, or with a name that is not a word', () => {
