@@ -59,8 +59,8 @@ export async function history(
       kind: 'failure_burst',
       name: `${BURST_JOB}-burst`,
       jobId: BURST_JOB,
-      start: `${last}T08:00:00Z`,
-      end: `${last}T14:00:00Z`,
+      start: `${last}T06:00:00Z`,
+      end: `${last}T18:00:00Z`,
       failureRate: BURST_FAILURE_RATE,
     },
   ];
@@ -119,7 +119,7 @@ export async function history(
   const written = result.written.includes(last);
   say(
     written
-      ? `   injected on ${last}: transactions of every network at ${VOLUME_FACTOR * 100}% of normal, and ${BURST_JOB} failing ${BURST_FAILURE_RATE * 100}% of its runs 08:00-14:00 UTC`
+      ? `   injected on ${last}: transactions of every network at ${VOLUME_FACTOR * 100}% of normal, and ${BURST_JOB} failing ${BURST_FAILURE_RATE * 100}% of its runs 06:00-18:00 UTC`
       : `   ${last} was written by an earlier run (with the anomalies injected then, if it was its last day)`,
   );
   return { day: last, volumeFactor: VOLUME_FACTOR, burstJob: BURST_JOB, written };
@@ -155,12 +155,16 @@ export async function runJobsAndSummarise(
   });
   await app.recorder.ensureTable().catch(() => undefined);
   const reports = new Map<string, RunReport>();
-  for (const job of app.allJobs) {
-    const r = await app.scheduler.runNow(job.name);
-    reports.set(job.name, r);
-    say(
-      `   ${job.name.padEnd(10)} ${r.outcome.padEnd(7)} ${(r.durationMs / 1000).toFixed(1).padStart(5)} s  ${oneLine(r.summary)}`,
-    );
+  try {
+    for (const job of app.allJobs) {
+      const r = await app.scheduler.runNow(job.name);
+      reports.set(job.name, r);
+      say(
+        `   ${job.name.padEnd(10)} ${r.outcome.padEnd(7)} ${(r.durationMs / 1000).toFixed(1).padStart(5)} s  ${oneLine(r.summary)}`,
+      );
+    }
+  } finally {
+    await app.close();
   }
 
   say('');
@@ -170,6 +174,30 @@ export async function runJobsAndSummarise(
   await summariseForecast(bq, config, reports.get('forecast'));
   summariseAnomalies(reports.get('detect'));
   if (injected?.written) verdict(injected, reports);
+  summariseAlerts(reports.get('monitors'), topicPrefix);
+}
+
+interface MonitorsDetails {
+  rules?: {
+    rule: string;
+    status: string;
+    instances?: { dedupKey: string; value: number; status: string }[];
+  }[];
+}
+
+function summariseAlerts(report: RunReport | undefined, topicPrefix: string): void {
+  if (!report) return;
+  const d = report.details as MonitorsDetails | undefined;
+  const firing = (d?.rules ?? []).flatMap((r) =>
+    (r.instances ?? []).filter((i) => i.status === 'firing').map((i) => `${i.dedupKey} (${round(i.value)})`),
+  );
+  say('');
+  say(
+    `   alert rules (alerts.yaml), evaluated once: ${firing.length ? `firing ${firing.join(', ')}` : 'nothing firing'}; published to ${topicPrefix}txstream.alerts.v1`,
+  );
+  say(
+    '   (`txstream alerts forward` delivers them to Slack, PagerDuty and e-mail once those are configured)',
+  );
 }
 
 function oneLine(s: string, max = 150): string {

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import type { AlertRule } from '../alerts/model.ts';
+import { loadRules, RulesError } from '../alerts/rules.ts';
 import { loadConfig } from '../config/config.ts';
 import type { Config } from '../config/config.ts';
 import { buildSchedulerApp } from '../schedules/app.ts';
@@ -80,11 +82,25 @@ export function registerSchedule(program: Command): void {
     .action(async (job: string, opts: RunOptions) => runNow(job, opts));
 }
 
+/** The alert rules, validated before anything starts: a bad file stops the scheduler with its problems. */
+async function rulesFor(c: Readonly<Config>): Promise<readonly AlertRule[] | undefined> {
+  if (c.schedule.jobs && !c.schedule.jobs.includes('monitors')) return undefined;
+  try {
+    return (await loadRules(c.alerts.rulesFile)).rules;
+  } catch (err) {
+    if (err instanceof RulesError) throw new CliError(err.message, 1);
+    throw new CliError(`cannot read the alert rules ${c.alerts.rulesFile}: ${(err as Error).message}`, 1);
+  }
+}
+
 async function runScheduler(opts: ScheduleOptions): Promise<void> {
   let stop: (why: string) => void = () => undefined;
   let failure: Error | undefined;
+  const c = config();
+  const rules = await rulesFor(c);
   const app = build({
-    config: config(),
+    config: c,
+    ...(rules ? { rules } : {}),
     leader: true,
     groupId: opts.group,
     topicPrefix: opts.topicPrefix,
@@ -226,14 +242,18 @@ async function runNow(name: string, opts: RunOptions): Promise<void> {
     );
   }
   const reports: RunReport[] = [];
-  for (const n of names) {
-    const report = await app.scheduler.runNow(n);
-    reports.push(report);
-    if (!opts.json)
-      say(
-        `${report.job}  ${report.outcome}  ${(report.durationMs / 1000).toFixed(1)} s  ${report.summary}` +
-          (report.recorded ? '' : '  (not recorded)'),
-      );
+  try {
+    for (const n of names) {
+      const report = await app.scheduler.runNow(n);
+      reports.push(report);
+      if (!opts.json)
+        say(
+          `${report.job}  ${report.outcome}  ${(report.durationMs / 1000).toFixed(1)} s  ${report.summary}` +
+            (report.recorded ? '' : '  (not recorded)'),
+        );
+    }
+  } finally {
+    await app.close();
   }
   if (opts.json)
     say(

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { pino } from 'pino';
 import { createRegistryClient, registryConnection } from '../codec/registry.ts';
+import type { AlertRule } from '../alerts/model.ts';
 import type { Config } from '../config/config.ts';
 import { kafkaConnection } from '../kafka/client.ts';
 import type { ObservabilityServer } from '../observability/server.ts';
@@ -35,6 +36,8 @@ export interface SchedulerApp {
   start(): Promise<void>;
   /** Leader mode: no new runs, wait (bounded) for running ones, leave the group, close the server. */
   stop(): Promise<{ aborted: number; unfinished: number }>;
+  /** Closes what the jobs hold open (Kafka clients of the monitors job); for list and run, after use. */
+  close(): Promise<void>;
 }
 
 export function buildSchedulerApp(o: {
@@ -49,6 +52,8 @@ export function buildSchedulerApp(o: {
   logToStderr?: boolean;
   /** The group membership failed for good (see LeaderElectionOptions.onFatal). */
   onFatal?: (err: Error) => void;
+  /** Alert rules loaded at start-up, for the monitors job (see jobs.ts). */
+  rules?: readonly AlertRule[];
 }): SchedulerApp {
   const { config } = o;
   const instanceId = config.schedule.instanceId ?? `${os.hostname()}:${process.pid}`;
@@ -62,7 +67,21 @@ export function buildSchedulerApp(o: {
     pino.destination({ dest: o.logToStderr ? 2 : 1, sync: true }),
   );
   const registry = createRegistryClient(registryConnection(config));
-  const allJobs = o.jobs ?? scheduledJobs({ config, registry, topicPrefix: o.topicPrefix ?? '' });
+  const allJobs =
+    o.jobs ??
+    scheduledJobs({
+      config,
+      registry,
+      topicPrefix: o.topicPrefix ?? '',
+      ...(o.rules ? { rules: o.rules } : {}),
+    });
+  // Jobs that keep state in the leader's memory (the monitors job's pending and firing alerts) forget it
+  // when this instance stops leading, and close their connections when it stops.
+  const stateful = allJobs.filter(
+    (j): j is ScheduledJob & { reset(): void; close(): Promise<void> } =>
+      typeof (j as { reset?: unknown }).reset === 'function' &&
+      typeof (j as { close?: unknown }).close === 'function',
+  );
   // Throws a ConfigError listing unknown job names and bad cron expressions: bad configuration stops
   // the process at start-up, not at the first tick.
   const resolved = resolveSchedule(config, allJobs);
@@ -83,7 +102,10 @@ export function buildSchedulerApp(o: {
         heartbeatIntervalMs: config.consumer.heartbeatIntervalMs,
         replicationFactor: config.topics.replicationFactor,
         logger: logger.child({ component: 'leader' }),
-        onChange: (leader) => late.scheduler?.leadershipChanged(leader),
+        onChange: (leader) => {
+          if (!leader) for (const j of stateful) j.reset();
+          late.scheduler?.leadershipChanged(leader);
+        },
         ...(o.onFatal ? { onFatal: o.onFatal } : {}),
       })
     : undefined;
@@ -107,6 +129,9 @@ export function buildSchedulerApp(o: {
   });
   late.scheduler = s;
   let server: ObservabilityServer | undefined;
+  const closeJobs = async () => {
+    for (const j of stateful) await j.close().catch(() => undefined);
+  };
   return {
     logger,
     scheduler: s,
@@ -128,6 +153,10 @@ export function buildSchedulerApp(o: {
         });
         logger.info({ host: config.metrics.host, port: server.port }, 'metrics and probes listening');
       }
+      if (resolved.jobs.some((j) => j.name === 'monitors') && config.alerts.consumerMetricsUrls.length === 0)
+        logger.warn(
+          'ALERTS_CONSUMER_METRICS_URLS is not set: rules on streaming latency have no data until the consumers’ /metrics URLs are given',
+        );
       try {
         await recorder.ensureTable();
         // Tasks first: until the group says otherwise this instance is not the leader and skips ticks.
@@ -148,8 +177,10 @@ export function buildSchedulerApp(o: {
         await election?.stop();
         return result;
       } finally {
+        await closeJobs();
         await server?.close();
       }
     },
+    close: closeJobs,
   };
 }

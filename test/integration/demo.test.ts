@@ -97,7 +97,7 @@ function checkRun(stdout: string, count: number): void {
   }
 
   // Every job ran; the views exist (as fallback tables on the emulator) and hold the history.
-  for (const job of ['dimensions', 'views', 'quality', 'retrain', 'forecast', 'detect'])
+  for (const job of ['dimensions', 'views', 'quality', 'retrain', 'forecast', 'detect', 'monitors'])
     assert.match(stdout, new RegExp(`^ {3}${job} +(ok|failed) `, 'm'), `${job} ran:\n${stdout}`);
   const views = tableAfter(stdout, 'views: rows and the latest day');
   assert.equal(views.length, 3);
@@ -108,6 +108,10 @@ function checkRun(stdout: string, count: number): void {
     const [lo, hi] = (f[2] ?? '').split(' - ').map(num);
     assert.ok(lo! <= num(f[1]) && num(f[1]) <= hi!, `forecast within its interval: ${f}`);
   }
+  assert.match(
+    stdout,
+    /^ {3}alert rules \(alerts\.yaml\), evaluated once: .*published to .*txstream\.alerts\.v1$/m,
+  );
 }
 
 /** The quality table's row for a check: [check, passed, measured, threshold, judged, findings]. */
