@@ -5,14 +5,19 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGenerator } from '../src/workload/index.ts';
 import { analyticsBench } from './analytics.ts';
-import { pipelineBench } from './pipeline.ts';
+import { consumerBench } from './consumer.ts';
+import { microBench } from './micro.ts';
+import { DEFAULT_RATES, parsePositiveInteger, parseRates, pipelineBench } from './pipeline.ts';
 import { producerVsReference } from './producer.ts';
 
 // `npm run bench`: benchmarks live outside `npm test`, because a number only means something next
 // to its machine and a reference measured in the same run. Each case prints one row and the run is
-// written to bench/results/<date>.json. The Kafka/BigQuery cases arrive with the issues that build
-// those paths. Today: the workload generator, and `txstream produce` next to Kafka's own
-// ProducerPerformance on the same broker, record count and record size.
+// written to bench/results/<date>.json. Cases: the workload generator; `txstream produce` next to
+// Kafka's ProducerPerformance; the consumer pipeline to a discard sink next to ConsumerPerformance,
+// and its peak RSS on the same drain; per-row micro-benchmarks; the whole pipeline into the BigQuery
+// emulator (backlog throughput, end-to-end latency at fixed rates); the analytics engine's accuracy.
+// --records and --partitions apply to the consumer/rss drain (and --partitions to the pipeline);
+// --rates to the end-to-end latency cases, to the discard sink (consumer) and to the emulator.
 
 interface Row {
   name: string;
@@ -22,11 +27,28 @@ interface Row {
 }
 
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    records: { type: 'string' },
+    rates: { type: 'string' },
+    partitions: { type: 'string' },
+  },
 });
-const CASES = ['workload', 'producer', 'pipeline', 'analytics'];
+const CASES = ['workload', 'micro', 'producer', 'consumer', 'rss', 'pipeline', 'analytics'];
 if (values.only !== undefined && !CASES.includes(values.only)) {
   process.stderr.write(`bench: --only takes one of ${CASES.join(', ')}\n`);
+  process.exit(2);
+}
+let records: number | undefined;
+let partitions: number | undefined;
+let rates = DEFAULT_RATES;
+try {
+  if (values.records !== undefined) records = parsePositiveInteger('--records', values.records);
+  if (values.partitions !== undefined) partitions = parsePositiveInteger('--partitions', values.partitions);
+  if (values.rates !== undefined) rates = parseRates(values.rates);
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).message}\n`);
   process.exit(2);
 }
 const wanted = (name: string) => values.only === undefined || values.only === name;
@@ -71,8 +93,21 @@ if (wanted('workload')) {
   rows.push({ name: 'workload: backfill 400 days of daily volume', value: ms, unit: 'ms' });
 }
 
+if (wanted('micro')) rows.push(...(await microBench({ quick: values.quick })));
 if (wanted('producer')) rows.push(...(await producerVsReference({ quick: values.quick })));
-if (wanted('pipeline')) rows.push(...(await pipelineBench({ quick: values.quick })));
+// One drain gives both: the consumer's throughput and its peak RSS.
+if (wanted('consumer') || wanted('rss')) {
+  const drained = await consumerBench({
+    quick: values.quick,
+    // The latency-to-discard cases belong to the consumer's rows, not to a lone RSS run.
+    rates: wanted('consumer') ? rates : [],
+    ...(records ? { records } : {}),
+    ...(partitions ? { partitions } : {}),
+  });
+  rows.push(...drained.filter((r) => wanted(r.name.startsWith('rss:') ? 'rss' : 'consumer')));
+}
+if (wanted('pipeline'))
+  rows.push(...(await pipelineBench({ quick: values.quick, rates, ...(partitions ? { partitions } : {}) })));
 if (wanted('analytics')) rows.push(...(await analyticsBench({ quick: values.quick })));
 
 const width = Math.max(...rows.map((r) => r.name.length));
@@ -87,10 +122,11 @@ for (const r of rows)
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
 fs.mkdirSync(dir, { recursive: true });
 // A partial run (--quick, --only) never overwrites the day's full run.
-const suffix = `${values.quick ? '-quick' : ''}${values.only ? `-${values.only}` : ''}`;
+const custom = values.records !== undefined || values.rates !== undefined || values.partitions !== undefined;
+const suffix = `${values.quick ? '-quick' : ''}${values.only ? `-${values.only}` : ''}${custom ? '-custom' : ''}`;
 const file = path.join(dir, `${new Date().toISOString().slice(0, 10)}${suffix}.json`);
 fs.writeFileSync(
   file,
-  `${JSON.stringify({ at: new Date().toISOString(), quick: values.quick, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version }, rows }, null, 2)}\n`,
+  `${JSON.stringify({ at: new Date().toISOString(), quick: values.quick, options: { records, partitions, rates }, machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version }, rows }, null, 2)}\n`,
 );
 process.stdout.write(`written to ${path.relative(process.cwd(), file)}\n`);

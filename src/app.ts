@@ -38,6 +38,12 @@ export async function buildConsumerApp(o: {
   topicPrefix?: string;
   /** An error retrying cannot fix (see RunnerOptions.onFatal); the caller should stop and exit non-zero. */
   onFatal?: (err: Error) => void;
+  /**
+   * Replaces the warehouse sink, for benchmarks that measure everything but the BigQuery request
+   * (bench/consumer.ts). Batching stays the streaming mode's (BQ_STREAMING_BATCH_SIZE and
+   * BQ_STREAMING_INTERVAL_MS), since the sink stands in for insertAll.
+   */
+  sink?: RunnerSink;
 }): Promise<ConsumerApp> {
   const { config } = o;
   const logger = pino({
@@ -103,7 +109,10 @@ export async function buildConsumerApp(o: {
   // runner, the same commit rules; only the warehouse port and the batch sizes differ.
   let sink: RunnerSink;
   let batch: { maxRows: number; maxBytes?: number; lingerMs: number };
-  if (config.streaming.enabled) {
+  if (o.sink) {
+    sink = o.sink;
+    batch = { maxRows: config.streaming.batchSize, lingerMs: config.streaming.intervalMs };
+  } else if (config.streaming.enabled) {
     const warehouse = createBigQuerySink({ bq, dataset: config.bigquery.dataset });
     sink = {
       async insert(table, rows) {

@@ -1,0 +1,138 @@
+import { createGuardedDecoder } from '../src/codec/guarded-decoder.ts';
+import type { BankingTransaction } from '../src/codec/records.ts';
+import { createSchemaCatalog } from '../src/codec/schemas.ts';
+import { createValidator } from '../src/codec/validate.ts';
+import { createWireEncoder } from '../src/codec/wire.ts';
+import type { InsertRow, TransactionRowJson } from '../src/pipeline/rows.ts';
+import { transactionRow } from '../src/pipeline/rows.ts';
+import { INSERT_OPTIONS } from '../src/warehouse/sink.ts';
+import { createGenerator } from '../src/workload/index.ts';
+import type { BenchRow } from './producer.ts';
+
+// Per-row costs of the consumer's CPU path, in process, on generator transactions: decode (the
+// guarded decoder on Confluent-framed Avro, as buildConsumerApp configures it), validate (the open
+// validator the app runs before mapping), map (transactionRow) and serialize (JSON.stringify of the
+// insertAll body, 500 rows a request as at the default batch size). Each stage runs over the same
+// rows several times after a warm-up; the best pass is reported, as the least disturbed by the other
+// processes on the machine.
+
+const SCHEMA_ID = 1;
+const BATCH = 500;
+
+function timeBest(passes: number, rows: number, fn: () => unknown): number {
+  let best = Infinity;
+  let sink: unknown;
+  for (let p = 0; p < passes; p++) {
+    const t0 = performance.now();
+    sink = fn();
+    best = Math.min(best, performance.now() - t0);
+  }
+  // Keeps the result observable so no stage can be optimised away.
+  if (sink === Symbol.for('never')) process.stdout.write('');
+  return (best * 1e6) / rows;
+}
+
+export async function microBench(o: { quick: boolean }): Promise<BenchRow[]> {
+  const n = o.quick ? 20_000 : 100_000;
+  const passes = o.quick ? 5 : 10;
+  const tx = createSchemaCatalog().load('BankingTransaction');
+  const encode = createWireEncoder(SCHEMA_ID, tx.type);
+  const records = [
+    ...createGenerator({ seed: 11, startTime: new Date('2026-01-05T00:00:00Z') }).transactions({ count: n }),
+  ];
+  const frames = records.map((r) => encode(r));
+  const decoder = createGuardedDecoder({
+    fetchSchema: () => Promise.resolve(tx.text),
+    readerTypes: new Map([['io.txstream.v1.BankingTransaction', tx.type]]),
+  });
+  await decoder.prepare([SCHEMA_ID]);
+  const validator = createValidator<BankingTransaction>(tx.json, tx.type, {
+    knownValues: {},
+    allowUnknownFields: true,
+  });
+  const topic = 'banking.transactions.v1';
+  const ingested = Date.now() * 1000;
+
+  const decoded: unknown[] = frames.map((f) => {
+    const d = decoder.decode(f);
+    if (!d.ok) throw new Error(`micro: a generated record did not decode: ${d.reason}`);
+    return d.value;
+  });
+  const valid = decoded.map((v) => {
+    const r = validator.validate(v);
+    if (!r.ok) throw new Error(`micro: a generated record did not validate: ${r.errors[0]?.message}`);
+    return r.value;
+  });
+  const rows: InsertRow<TransactionRowJson>[] = valid.map((v, i) => {
+    const r = transactionRow(v, { topic, partition: 0, offset: String(i), schemaId: SCHEMA_ID }, ingested);
+    if (!r.ok) throw new Error(`micro: a generated record did not map: ${r.reason}`);
+    return r.row;
+  });
+
+  const stages: { name: string; fn: () => unknown }[] = [
+    {
+      name: 'decode (guarded decoder, Confluent-framed Avro)',
+      fn: () => {
+        let ok = 0;
+        for (const f of frames) if (decoder.decode(f).ok) ok++;
+        return ok;
+      },
+    },
+    {
+      name: 'validate (open validator before the mapper)',
+      fn: () => {
+        let ok = 0;
+        for (const v of decoded) if (validator.validate(v).ok) ok++;
+        return ok;
+      },
+    },
+    {
+      name: 'map (transactionRow, with its byte count)',
+      fn: () => {
+        let bytes = 0;
+        for (let i = 0; i < valid.length; i++) {
+          const r = transactionRow(
+            valid[i]!,
+            { topic, partition: 0, offset: String(i), schemaId: SCHEMA_ID },
+            ingested,
+          );
+          if (r.ok) bytes += r.bytes;
+        }
+        return bytes;
+      },
+    },
+    {
+      name: `serialize (insertAll body, ${BATCH} rows a request)`,
+      fn: () => {
+        let bytes = 0;
+        for (let i = 0; i < rows.length; i += BATCH)
+          bytes += JSON.stringify({
+            skipInvalidRows: INSERT_OPTIONS.skipInvalidRows,
+            ignoreUnknownValues: INSERT_OPTIONS.ignoreUnknownValues,
+            rows: rows.slice(i, i + BATCH).map((r) => ({ insertId: r.insertId, json: r.json })),
+          }).length;
+        return bytes;
+      },
+    },
+  ];
+  const out: BenchRow[] = [];
+  let total = 0;
+  for (const s of stages) {
+    timeBest(2, n, s.fn); // warm-up: compiled before it is measured
+    const ns = timeBest(passes, n, s.fn);
+    total += ns;
+    out.push({
+      name: `micro: ${s.name}`,
+      value: ns,
+      unit: 'ns/row',
+      detail: `${(1e9 / ns).toLocaleString('en', { maximumFractionDigits: 0 })} rows/s, best of ${passes} passes over ${n.toLocaleString('en')} rows`,
+    });
+  }
+  out.push({
+    name: 'micro: decode + validate + map + serialize',
+    value: total,
+    unit: 'ns/row',
+    detail: `${(1e9 / total).toLocaleString('en', { maximumFractionDigits: 0 })} rows/s on one core`,
+  });
+  return out;
+}
