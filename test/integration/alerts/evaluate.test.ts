@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Consumer } from 'kafkajs';
 import { runInit } from '../../../src/admin/init.ts';
 import type { Alert, AlertRule } from '../../../src/alerts/model.ts';
+import { buildForwarderApp, routesFromRules, type ForwarderApp } from '../../../src/alerts/forward.ts';
 import { loadRules, type RuleSet } from '../../../src/alerts/rules.ts';
 import { buildConsumerApp, type ConsumerApp } from '../../../src/app.ts';
 import type { BankingTransaction } from '../../../src/codec/records.ts';
@@ -30,6 +31,7 @@ import { createBigQuery } from '../../../src/warehouse/client.ts';
 import { runQuery } from '../../../src/warehouse/query.ts';
 import { describeTable } from '../../../src/warehouse/tables.ts';
 import { createGenerator } from '../../../src/workload/index.ts';
+import { startHttpSink, startSmtpSink, type HttpSink, type SmtpSink } from '../../support/alert-sinks.ts';
 import { removeInitialized } from '../../support/cleanup.ts';
 import { scrapeMetrics, until } from '../../support/consumer-harness.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
@@ -49,6 +51,9 @@ import { insertDimensions, insertJobExecutions, insertTransactions } from '../..
 //   `views` action rebuilds them, and the next evaluation resolves.
 // - Data Quality Failure: the real quality job over data with negative amounts injected; deleting them
 //   and re-running the job clears it.
+// Meanwhile `alerts forward` (in-process, the shipped rules' routing) delivers every alert to local
+// stand-ins for Slack, PagerDuty and SMTP; the last tests check each seed rule's FIRING and RESOLVED
+// reached its channel with the alert's content.
 
 const e = testEndpoints();
 const prefix = `${uniqueName('alerteval')}.`;
@@ -70,6 +75,10 @@ const alertType = createSchemaCatalog().load('Alert').type;
 const received: { key: string; alert: Alert }[] = [];
 let reader: Consumer;
 const jobs: MonitorsJob[] = [];
+let slack: HttpSink;
+let pagerduty: HttpSink;
+let smtp: SmtpSink;
+let forwarder: ForwarderApp;
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 function context(config: Readonly<Config>, dataset: string): JobContext {
@@ -196,10 +205,38 @@ before(async () => {
       received.push({ key: message.key!.toString(), alert: decodeWith(alertType, message.value!) as Alert });
     },
   });
+
+  slack = await startHttpSink('/services/T0/B0/slack-test-secret');
+  pagerduty = await startHttpSink('/v2/enqueue');
+  pagerduty.answer(() => ({ status: 202, body: '{"status":"success"}' }));
+  smtp = await startSmtpSink();
+  const forwarding = loadConfig({
+    ...BASE_ENV,
+    SLACK_WEBHOOK_URL: slack.url,
+    PAGERDUTY_ROUTING_KEY: 'pd-test-routing-key',
+    PAGERDUTY_EVENTS_URL: pagerduty.url,
+    SMTP_HOST: smtp.host,
+    SMTP_PORT: String(smtp.port),
+    ALERT_EMAIL_TO: 'ops@example.com',
+    ALERTS_CHANNEL_RATE_PER_MINUTE: '600',
+    METRICS_PORT: '0',
+    LOG_LEVEL: 'error',
+  });
+  forwarder = buildForwarderApp({
+    config: forwarding,
+    groupId: uniqueName('alerteval-forwarder'),
+    topicPrefix: prefix,
+    routesFor: routesFromRules(seed.byName, forwarding.alerts.repeatIntervalMs),
+  });
+  await forwarder.start();
 });
 
 after(async () => {
   for (const j of jobs) await j.close();
+  await forwarder?.stop();
+  await slack?.close();
+  await pagerduty?.close();
+  await smtp?.close();
   await reader?.disconnect();
   await removeInitialized(prefix).catch(() => undefined);
   for (const ds of [streamDataset, warehouseDataset])
@@ -557,5 +594,72 @@ describe('from the warehouse', () => {
     const [growth] = await alertsOf('storage_growth_high', 1);
     assert.equal(growth!.status, 'FIRING');
     assert.equal(growth!.severity, 'info');
+  });
+});
+
+describe('delivered by alerts forward, as the shipped rules route them', () => {
+  /** The FIRING and RESOLVED alerts of a rule on the topic (the test above produced both). */
+  function lifecycle(rule: string): { firing: Alert; resolved: Alert } {
+    const of = received.filter((r) => r.alert.rule_name === rule).map((r) => r.alert);
+    const firing = of.find((a) => a.status === 'FIRING');
+    const resolved = of.find((a) => a.status === 'RESOLVED' && a.dedup_key === firing?.dedup_key);
+    assert.ok(firing && resolved, `${rule}: a FIRING and its RESOLVED on the topic`);
+    return { firing, resolved };
+  }
+
+  /** Slack messages about a rule (its name is in the message's context block). */
+  const slackOf = (rule: string) => slack.requests.filter((r) => r.text.includes(`rule \`${rule}\``));
+
+  it('High Streaming Latency and Materialized View Stale reach Slack, firing then resolved', async () => {
+    for (const rule of ['high_streaming_latency', 'materialized_view_stale']) {
+      const { firing, resolved } = lifecycle(rule);
+      await until(`${rule} FIRING and RESOLVED on Slack`, async () => {
+        const texts = slackOf(rule).map((r) => (r.json as { text: string }).text);
+        return texts.some((t) => t.startsWith('[warning]')) && texts.some((t) => t.startsWith('Resolved:'));
+      });
+      // The firing message carries the alert's content: summary, value against threshold, time, runbook.
+      const first = slackOf(rule).find((r) => r.text.includes(firing.summary));
+      assert.ok(first, `a Slack message with "${firing.summary}"`);
+      assert.ok(first.text.includes(`threshold ${Math.round(firing.threshold * 1000) / 1000}`));
+      assert.ok(first.text.includes(firing.runbook_url!), 'a runbook link');
+      assert.ok(first.text.includes(new Date(Math.floor(firing.fired_at / 1000)).toISOString()), 'the time');
+      assert.ok(slackOf(rule).some((r) => r.text.includes(resolved.summary)));
+    }
+  });
+
+  it('BigQuery Cost Spike reaches finance by e-mail, firing then resolved', async () => {
+    const { firing } = lifecycle('bigquery_cost_spike');
+    // Bodies are quoted-printable: soft line breaks (=CRLF) and =XX escapes undone before matching.
+    const text = (body: string) =>
+      body
+        .replace(/=\r\n/g, '')
+        .replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+    const mails = () => smtp.mails.filter((m) => /Rule:\s+bigquery_cost_spike/.test(text(m.body)));
+    await until('cost spike FIRING and RESOLVED mails', async () => mails().length >= 2);
+    const [fired, cleared] = mails();
+    assert.deepEqual(fired!.to, ['finance@example.com'], 'the rule routes to finance, not ALERT_EMAIL_TO');
+    assert.match(fired!.headers.subject!, /^\[FIRING\]\[warning\]/);
+    assert.match(cleared!.headers.subject!, /^\[RESOLVED\]/);
+    assert.ok(fired!.headers.subject!.includes(firing.summary));
+    assert.ok(fired!.body.includes('bigquery_daily_cost_usd'));
+  });
+
+  it('Data Quality Failure triggers a PagerDuty incident and resolves it with the same dedup key', async () => {
+    const { firing } = lifecycle('data_quality_failure');
+    type Event = {
+      routing_key: string;
+      event_action: string;
+      dedup_key: string;
+      payload?: { severity: string };
+    };
+    const events = () =>
+      pagerduty.requests.map((r) => r.json as Event).filter((j) => j.dedup_key === firing.dedup_key);
+    await until('trigger and resolve on PagerDuty', async () =>
+      ['trigger', 'resolve'].every((a) => events().some((e) => e.event_action === a)),
+    );
+    const trigger = events().find((e) => e.event_action === 'trigger')!;
+    assert.equal(trigger.routing_key, 'pd-test-routing-key');
+    assert.equal(trigger.payload?.severity, 'critical');
+    assert.equal(events().filter((e) => e.event_action === 'trigger').length, 1, 'repeats are suppressed');
   });
 });
