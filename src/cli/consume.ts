@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/config.ts';
 import { buildConsumerApp } from '../app.ts';
+import { isTxstreamError } from '../errors.ts';
 import { asCliError, CliError } from './errors.ts';
 
 // `txstream consume`: the warehouse consumer group. Runs until SIGTERM/SIGINT, then stops fetching,
@@ -49,7 +50,16 @@ export function registerConsume(program: Command): void {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
-      await app.start();
+      try {
+        await app.start();
+      } catch (err) {
+        // A refused certificate or password, an unreachable broker: one line, not a stack trace.
+        await app.stop().catch(() => undefined);
+        if (isTxstreamError(err)) throw new CliError(`cannot start: ${err.code}: ${err.message}`, 1);
+        const cause = (err as { cause?: { message?: string } }).cause?.message;
+        const message = (err as Error).message;
+        throw new CliError(`cannot start: ${message}${cause && cause !== message ? `: ${cause}` : ''}`, 1);
+      }
       app.logger.info({ group: opts.group, topics: app.topics }, 'consuming');
       await stopped;
       app.logger.info({}, 'stopped');

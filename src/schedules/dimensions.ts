@@ -224,6 +224,8 @@ export async function readToEnd(o: ReadOptions): Promise<Map<string, ReferenceMe
   const groupId = `${o.groupPrefix}-${randomUUID()}`;
   const out = new Map<string, ReferenceMessage[]>(o.topics.map((t) => [t, []]));
   await admin.connect().catch((err: unknown) => {
+    // Already classified (an untrusted certificate, a refused password): not an outage to retry.
+    if (err instanceof TxstreamError) throw err;
     throw new TxstreamError('BROKER_UNAVAILABLE', `cannot connect to Kafka: ${(err as Error).message}`, {
       retriable: true,
       cause: err,
