@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { createKafka, kafkaConnection } from '../../../src/kafka/client.ts';
 import { createProducer } from '../../../src/producers/producer.ts';
 import { PROJECT_ROOT } from '../../../src/stack/settings.ts';
 import { createTopicCatalogue } from '../../../src/topics.ts';
+import { createBigQuery } from '../../../src/warehouse/client.ts';
 import { createGenerator } from '../../../src/workload/generator.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 import { startBasicAuthProxy } from '../../support/security/basic-auth-proxy.ts';
@@ -364,5 +365,133 @@ describe('schema registry over basic auth, with every secret set', () => {
     for (const secret of [...secrets(), wrong])
       assert.ok(!`${r.stdout}${r.stderr}`.includes(secret), 'a secret is printed');
     assert.ok(r.ms < 15_000, `took ${r.ms} ms`);
+  });
+});
+
+describe('every component with every secret set, at debug level: no secret in any output', () => {
+  const registryUser = { username: 'txstream-registry', password: randomBytes(18).toString('base64url') };
+  const slackSecret = randomBytes(12).toString('hex');
+  const pagerdutyKey = randomBytes(16).toString('hex');
+  const smtpPassword = randomBytes(12).toString('base64url');
+  const dataset = uniqueName('secrets');
+  let proxy: Awaited<ReturnType<typeof startBasicAuthProxy>>;
+  const outputs: { what: string; text: string }[] = [];
+
+  const env = (): NodeJS.ProcessEnv => ({
+    ...securedEnv('scram-sha-512'),
+    SCHEMA_REGISTRY_URL: proxy.url,
+    SCHEMA_REGISTRY_USERNAME: registryUser.username,
+    SCHEMA_REGISTRY_PASSWORD: registryUser.password,
+    BQ_API_ENDPOINT: e.bqApiEndpoint,
+    GCP_PROJECT_ID: e.bqProjectId,
+    BQ_DATASET: dataset,
+    // Unreachable on purpose: the channels' credentials are only configured, so they must not leak
+    // from configuration, start-up or error logs either.
+    SLACK_WEBHOOK_URL: `http://127.0.0.1:9/services/T000/B000/${slackSecret}`,
+    PAGERDUTY_ROUTING_KEY: pagerdutyKey,
+    PAGERDUTY_EVENTS_URL: 'http://127.0.0.1:9/v2/enqueue',
+    SMTP_HOST: '127.0.0.1',
+    SMTP_PORT: '9',
+    SMTP_USERNAME: 'alerts',
+    SMTP_PASSWORD: smtpPassword,
+    ALERT_EMAIL_TO: 'ops@example.com',
+    METRICS_PORT: '0',
+    LOG_LEVEL: 'debug',
+  });
+  const secrets = () => [
+    broker.scram.password,
+    registryUser.password,
+    Buffer.from(`${registryUser.username}:${registryUser.password}`).toString('base64'),
+    slackSecret,
+    pagerdutyKey,
+    smtpPassword,
+  ];
+
+  /** Runs a long-running command until `ready` appears in its output, then stops it with SIGTERM. */
+  async function runUntil(args: string[], ready: RegExp): Promise<{ code: number | null; text: string }> {
+    const child = spawn(
+      process.execPath,
+      ['--disable-warning=TimeoutNegativeWarning', path.join(PROJECT_ROOT, 'bin', 'txstream.js'), ...args],
+      { env: env(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let text = '';
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no ${ready} from ${args.join(' ')}:\n${text}`)),
+        60_000,
+      );
+      const onData = (b: Buffer) => {
+        text += b.toString('utf8');
+        if (ready.test(text)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        if (!ready.test(text)) reject(new Error(`${args.join(' ')} exited before ${ready}:\n${text}`));
+      });
+    });
+    child.kill('SIGTERM');
+    return { code: await exited, text };
+  }
+
+  before(async () => {
+    proxy = await startBasicAuthProxy(e.schemaRegistryUrl, registryUser);
+  });
+  after(async () => {
+    await proxy?.close();
+    await createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoint })
+      .dataset(dataset)
+      .delete({ force: true })
+      .catch(() => undefined);
+  });
+
+  it('init, produce, consume, schedule run, alerts evaluate and alerts forward all work and print no secret', async () => {
+    const init = await txstream(env(), 'init', '--topic-prefix', prefix);
+    assert.equal(init.code, 0, init.stderr);
+    outputs.push({ what: 'init', text: init.stdout + init.stderr });
+
+    const produced = await txstream(
+      env(),
+      'produce',
+      'transactions',
+      '--synthetic',
+      '--count',
+      '20',
+      '--no-progress',
+      '--topic-prefix',
+      prefix,
+    );
+    assert.equal(produced.code, 0, produced.stderr);
+    outputs.push({ what: 'produce', text: produced.stdout + produced.stderr });
+
+    const consume = await runUntil(
+      ['consume', '--topic-prefix', prefix, '--group', uniqueName('secrets')],
+      /"consuming"/,
+    );
+    assert.equal(consume.code, 0, consume.text);
+    outputs.push({ what: 'consume', text: consume.text });
+
+    const jobs = await txstream(env(), 'schedule', 'run', 'dimensions', '--topic-prefix', prefix);
+    assert.equal(jobs.code, 0, jobs.stderr);
+    outputs.push({ what: 'schedule run dimensions', text: jobs.stdout + jobs.stderr });
+
+    const evaluate = await txstream(env(), 'alerts', 'evaluate', '--dry-run', '--topic-prefix', prefix);
+    outputs.push({ what: 'alerts evaluate', text: evaluate.stdout + evaluate.stderr });
+
+    const forward = await runUntil(['alerts', 'forward', '--topic-prefix', prefix], /"forwarding alerts"/);
+    assert.equal(forward.code, 0, forward.text);
+    outputs.push({ what: 'alerts forward', text: forward.text });
+
+    // The long-running components logged (start-up lines carry their settings' context).
+    for (const what of ['consume', 'alerts forward'])
+      assert.match(outputs.find((o) => o.what === what)!.text, /"level":30/, `${what} logged`);
+    for (const o of outputs)
+      for (const [i, secret] of secrets().entries())
+        assert.ok(!o.text.includes(secret), `secret #${i} appears in the output of ${o.what}`);
   });
 });
