@@ -7,7 +7,7 @@ import { createValidator } from './codec/validate.ts';
 import type { Config } from './config/config.ts';
 import type { RunnerSink, TopicBinding } from './consumers/runner.ts';
 import { createRunner } from './consumers/runner.ts';
-import { createKafka, kafkaConnection } from './kafka/client.ts';
+import { createKafka, createTrackedConsumer, kafkaConnection } from './kafka/client.ts';
 import { createKafkaSender } from './kafka/producer.ts';
 import { createConsumerMetrics } from './observability/metrics.ts';
 import type { ObservabilityServer } from './observability/server.ts';
@@ -141,31 +141,14 @@ export async function buildConsumerApp(o: {
   const sender = createKafkaSender(kafkaConnection(config, 'dlq'));
   const dlq = createDlqPublisher({ sender });
   const kafka = createKafka(kafkaConnection(config, 'consumer'));
-  const consumer = kafka.consumer({
-    groupId: o.groupId,
-    allowAutoTopicCreation: false,
-    sessionTimeout: config.consumer.sessionTimeoutMs,
-    heartbeatInterval: config.consumer.heartbeatIntervalMs,
-    // How long the broker may hold an empty fetch (kafkajs' default is 5 s). A topic paused while a
-    // write retries, or a partition resumed, is served only after the fetch in flight returns; 500 ms
-    // bounds that wait at the cost of two idle fetches a second.
-    maxWaitTimeInMs: 500,
-  });
   const metrics = createConsumerMetrics();
-  // Ready = a running group member. kafkajs emits GROUP_JOIN after every (re)join, including the one
-  // after it restarts itself from a retriable crash; STOP and CRASH take readiness away.
-  let ready = false;
-  let stopping = false;
-  consumer.on(consumer.events.GROUP_JOIN, () => {
-    if (!stopping) ready = true;
+  const tracked = createTrackedConsumer(kafka, {
+    groupId: o.groupId,
+    sessionTimeoutMs: config.consumer.sessionTimeoutMs,
+    heartbeatIntervalMs: config.consumer.heartbeatIntervalMs,
+    logger,
   });
-  consumer.on(consumer.events.STOP, () => {
-    ready = false;
-  });
-  consumer.on(consumer.events.CRASH, (e) => {
-    ready = false;
-    logger.error({ err: e.payload.error.message, restart: e.payload.restart }, 'consumer crashed');
-  });
+  const { consumer } = tracked;
   let server: ObservabilityServer | undefined;
   const runner = createRunner({
     consumer,
@@ -188,7 +171,7 @@ export async function buildConsumerApp(o: {
       if (config.metrics.port !== 0) {
         server = await startObservabilityServer({
           registry: metrics.registry,
-          ready: () => ready,
+          ready: tracked.ready,
           host: config.metrics.host,
           port: config.metrics.port,
           onError: (err) => logger.error({ err: err.message }, 'metrics server error'),
@@ -205,8 +188,7 @@ export async function buildConsumerApp(o: {
       }
     },
     async stop() {
-      stopping = true;
-      ready = false;
+      tracked.stopping();
       try {
         await runner.stop();
         await sender.close();

@@ -7,7 +7,7 @@ import { createRegistryClient, registryConnection } from '../codec/registry.ts';
 import { createSchemaCatalog } from '../codec/schemas.ts';
 import type { Config } from '../config/config.ts';
 import { isMembershipError } from '../consumers/runner.ts';
-import { createKafka, kafkaConnection } from '../kafka/client.ts';
+import { createKafka, createTrackedConsumer, kafkaConnection } from '../kafka/client.ts';
 import type { RecordSender } from '../kafka/producer.ts';
 import { createKafkaSender } from '../kafka/producer.ts';
 import type { ObservabilityServer } from '../observability/server.ts';
@@ -532,26 +532,14 @@ export function buildForwarderApp(o: {
   const timeoutMs = o.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const configured = channelsFromConfig(config.alerts, timeoutMs);
   const sender = createKafkaSender(kafkaConnection(config, 'alerts-dlq'));
-  const consumer = createKafka(kafkaConnection(config, 'alerts-forwarder')).consumer({
+  const tracked = createTrackedConsumer(createKafka(kafkaConnection(config, 'alerts-forwarder')), {
     groupId,
-    allowAutoTopicCreation: false,
-    sessionTimeout: config.consumer.sessionTimeoutMs,
-    heartbeatInterval: config.consumer.heartbeatIntervalMs,
-    maxWaitTimeInMs: 500,
+    sessionTimeoutMs: config.consumer.sessionTimeoutMs,
+    heartbeatIntervalMs: config.consumer.heartbeatIntervalMs,
+    logger,
   });
+  const { consumer } = tracked;
   const metrics = createForwarderMetrics();
-  let ready = false;
-  let stopping = false;
-  consumer.on(consumer.events.GROUP_JOIN, () => {
-    if (!stopping) ready = true;
-  });
-  consumer.on(consumer.events.STOP, () => {
-    ready = false;
-  });
-  consumer.on(consumer.events.CRASH, (e) => {
-    ready = false;
-    logger.error({ err: e.payload.error.message, restart: e.payload.restart }, 'consumer crashed');
-  });
   const forwarder = createForwarder({
     consumer,
     topic: spec.name,
@@ -576,7 +564,7 @@ export function buildForwarderApp(o: {
       if (config.metrics.port !== 0) {
         server = await startObservabilityServer({
           registry: metrics.registry,
-          ready: () => ready,
+          ready: tracked.ready,
           host: config.metrics.host,
           port: config.metrics.port,
           onError: (err) => logger.error({ err: err.message }, 'metrics server error'),
@@ -595,8 +583,7 @@ export function buildForwarderApp(o: {
       }
     },
     async stop() {
-      stopping = true;
-      ready = false;
+      tracked.stopping();
       try {
         await forwarder.stop();
         await sender.close();

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Kafka, logLevel } from 'kafkajs';
-import type { KafkaConfig, SASLOptions } from 'kafkajs';
+import type { Consumer, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { Config } from '../config/config.ts';
 import { TxstreamError } from '../errors.ts';
 
@@ -203,4 +203,59 @@ export async function describeCluster(
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
+}
+
+/** A kafkajs group consumer whose readiness (a joined, running member) is tracked for /readyz. */
+export interface TrackedConsumer {
+  consumer: Consumer;
+  /** True between a group join and a stop or crash, and never after stopping() was called. */
+  ready(): boolean;
+  /** Readiness goes away now and does not come back with a late join. */
+  stopping(): void;
+}
+
+/**
+ * The consumers of txstream's long-running commands (`consume`, `alerts forward`) share their group
+ * settings and readiness rules: the session and heartbeat from configuration; the broker may hold an
+ * empty fetch 500 ms (kafkajs' default is 5 s: a topic paused while a write retries, or a partition
+ * resumed, is served only after the fetch in flight returns, so this bounds that wait at the cost of
+ * two idle fetches a second); ready from each GROUP_JOIN (kafkajs emits it after every rejoin,
+ * including after it restarts itself from a retriable crash) until STOP or CRASH.
+ */
+export function createTrackedConsumer(
+  kafka: Kafka,
+  o: {
+    groupId: string;
+    sessionTimeoutMs: number;
+    heartbeatIntervalMs: number;
+    logger: { error(obj: object, msg: string): void };
+  },
+): TrackedConsumer {
+  const consumer = kafka.consumer({
+    groupId: o.groupId,
+    allowAutoTopicCreation: false,
+    sessionTimeout: o.sessionTimeoutMs,
+    heartbeatInterval: o.heartbeatIntervalMs,
+    maxWaitTimeInMs: 500,
+  });
+  let ready = false;
+  let stopping = false;
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    if (!stopping) ready = true;
+  });
+  consumer.on(consumer.events.STOP, () => {
+    ready = false;
+  });
+  consumer.on(consumer.events.CRASH, (e) => {
+    ready = false;
+    o.logger.error({ err: e.payload.error.message, restart: e.payload.restart }, 'consumer crashed');
+  });
+  return {
+    consumer,
+    ready: () => ready,
+    stopping: () => {
+      stopping = true;
+      ready = false;
+    },
+  };
 }
