@@ -1,7 +1,6 @@
 import type { Alert, Route } from '../model.ts';
 import type { Channel } from '../delivery.ts';
-import { classifyHttpStatus, networkError } from '../delivery.ts';
-import { alertTime, isResolved } from './channel.ts';
+import { alertTime, isResolved, postJson } from './channel.ts';
 
 // PagerDuty Events API v2: a FIRING alert triggers, a RESOLVED one resolves, both with the alert's
 // dedup_key, so PagerDuty folds repeats and redeliveries into one incident. 202 is success. The routing
@@ -82,38 +81,27 @@ export function createPagerDutyChannel(o: {
   const now = o.now ?? Date.now;
   return {
     kind: 'pagerduty',
-    async send(alert: Alert, _route: Route, signal: AbortSignal) {
-      let res: Response;
-      try {
-        res = await doFetch(o.eventsUrl, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(pagerdutyEvent(alert, o.routingKey)),
-          signal,
-        });
-      } catch (err) {
-        throw networkError('pagerduty', err, o.timeoutMs);
-      }
-      const text = await res.text().catch(() => '');
-      let detail: string | undefined;
-      if (res.status === 400) {
-        // {"status":"invalid event","message":"Event object is invalid","errors":[...]}: the message
-        // says what is wrong with the event and never contains the key.
-        try {
-          const m = (JSON.parse(text) as { message?: unknown }).message;
-          if (typeof m === 'string') detail = m.slice(0, 200);
-        } catch {
-          detail = undefined;
-        }
-      }
-      const error = classifyHttpStatus(
-        'pagerduty',
-        res.status,
-        res.headers.get('retry-after'),
-        now(),
-        detail,
-      );
-      if (error) throw error;
-    },
+    send: (alert: Alert, _route: Route, signal: AbortSignal) =>
+      postJson({
+        kind: 'pagerduty',
+        url: o.eventsUrl,
+        body: pagerdutyEvent(alert, o.routingKey),
+        contentType: 'application/json',
+        signal,
+        timeoutMs: o.timeoutMs,
+        fetch: doFetch,
+        now,
+        detail: (status, text) => {
+          // {"status":"invalid event","message":"Event object is invalid","errors":[...]}: the message
+          // says what is wrong with the event and never contains the key.
+          if (status !== 400) return undefined;
+          try {
+            const m = (JSON.parse(text) as { message?: unknown }).message;
+            return typeof m === 'string' ? m.slice(0, 200) : undefined;
+          } catch {
+            return undefined;
+          }
+        },
+      }),
   };
 }

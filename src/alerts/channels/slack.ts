@@ -1,7 +1,6 @@
 import type { Alert, Route } from '../model.ts';
 import type { Channel } from '../delivery.ts';
-import { classifyHttpStatus, networkError } from '../delivery.ts';
-import { alertTime, formatNumber, isResolved } from './channel.ts';
+import { alertTime, formatNumber, isResolved, postJson } from './channel.ts';
 
 // Slack incoming webhook: one POST of a JSON message per alert. The webhook URL is the credential, so it
 // appears in no error and no log line; Slack's own short error codes (invalid_payload,
@@ -67,23 +66,18 @@ export function createSlackChannel(o: {
   const now = o.now ?? Date.now;
   return {
     kind: 'slack',
-    async send(alert: Alert, _route: Route, signal: AbortSignal) {
-      let res: Response;
-      try {
-        res = await doFetch(o.webhookUrl, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json; charset=utf-8' },
-          body: JSON.stringify(slackMessage(alert)),
-          signal,
-        });
-      } catch (err) {
-        throw networkError('slack', err, o.timeoutMs);
-      }
-      const body = await res.text().catch(() => '');
-      // Slack answers errors with a bare code such as `invalid_payload`; anything else is not quoted.
-      const code = /^[a-z_]{1,64}$/.test(body.trim()) ? body.trim() : undefined;
-      const error = classifyHttpStatus('slack', res.status, res.headers.get('retry-after'), now(), code);
-      if (error) throw error;
-    },
+    send: (alert: Alert, _route: Route, signal: AbortSignal) =>
+      postJson({
+        kind: 'slack',
+        url: o.webhookUrl,
+        body: slackMessage(alert),
+        contentType: 'application/json; charset=utf-8',
+        signal,
+        timeoutMs: o.timeoutMs,
+        fetch: doFetch,
+        now,
+        // Slack answers errors with a bare code such as `invalid_payload`; anything else is not quoted.
+        detail: (_status, text) => (/^[a-z_]{1,64}$/.test(text.trim()) ? text.trim() : undefined),
+      }),
   };
 }
