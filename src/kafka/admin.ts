@@ -35,7 +35,47 @@ export interface TopicAdmin {
   close(): Promise<void>;
 }
 
-export function createTopicAdmin(connection: KafkaConnection): TopicAdmin {
+const TRANSIENT_METADATA_ERRORS = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+
+/** The transient metadata error anywhere in kafkajs' retry-wrapper chain, if that is what `err` is. */
+function transientMetadataError(err: unknown): string | undefined {
+  for (let e = err as { type?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; depth++) {
+    if (typeof e.type === 'string' && TRANSIENT_METADATA_ERRORS.has(e.type)) return e.type;
+    e = e.cause as typeof e;
+  }
+  return undefined;
+}
+
+/** Polls metadata until every partition of every topic has a leader, or gives up after `timeoutMs`. */
+async function waitForLeaders(a: Admin, topics: readonly TopicRequest[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const names = topics.map((t) => t.name);
+  const wanted = new Map(topics.map((t) => [t.name, t.partitions]));
+  let last: string;
+  for (;;) {
+    try {
+      const meta = await a.fetchTopicMetadata({ topics: names });
+      const pending = meta.topics.filter(
+        (t) => t.partitions.length < (wanted.get(t.name) ?? 0) || t.partitions.some((p) => p.leader < 0),
+      );
+      if (pending.length === 0 && meta.topics.length === names.length) return;
+      last = `no leader yet for ${pending.map((t) => t.name).join(', ') || 'some topics'}`;
+    } catch (err) {
+      const type = transientMetadataError(err);
+      if (!type) throw err;
+      last = type;
+    }
+    if (Date.now() >= deadline) {
+      throw new TxstreamError(
+        'TOPIC_ERROR',
+        `topics created but without leaders after ${timeoutMs} ms (${last})`,
+      );
+    }
+    await new Promise<void>((r) => setTimeout(r, 100));
+  }
+}
+
+export function createTopicAdmin(connection: KafkaConnection, leaderWaitMs = 30_000): TopicAdmin {
   const kafka = createKafka(connection);
   let admin: Promise<Admin> | undefined;
 
@@ -96,8 +136,10 @@ export function createTopicAdmin(connection: KafkaConnection): TopicAdmin {
     create: (topics) =>
       guarded(`creating topics ${topics.map((t) => t.name).join(', ')}`, async (a) => {
         if (topics.length === 0) return;
+        // kafkajs' own leader wait retries only LEADER_NOT_AVAILABLE, but a KRaft broker also answers
+        // UNKNOWN_TOPIC_OR_PARTITION for a moment after creating a topic: wait here instead.
         await a.createTopics({
-          waitForLeaders: true,
+          waitForLeaders: false,
           topics: topics.map((t) => ({
             topic: t.name,
             numPartitions: t.partitions,
@@ -105,6 +147,7 @@ export function createTopicAdmin(connection: KafkaConnection): TopicAdmin {
             configEntries: Object.entries(t.configs).map(([name, value]) => ({ name, value })),
           })),
         });
+        await waitForLeaders(a, topics, leaderWaitMs);
       }),
 
     delete: (names) =>
