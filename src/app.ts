@@ -104,7 +104,12 @@ export async function buildConsumerApp(o: {
     },
   ];
 
-  const bq = createBigQuery({ ...config.bigquery, maxRetries: 0 });
+  const bq = createBigQuery({
+    ...config.bigquery,
+    maxRetries: 0,
+    // Load jobs upload whole files: they keep the client's default and bound a job by jobTimeoutMs.
+    ...(config.streaming.enabled ? { requestTimeoutMs: config.streaming.insertTimeoutMs } : {}),
+  });
   // Streaming inserts, or load jobs of NDJSON at an interval (ENABLE_BQ_STREAMING=false): the same
   // runner, the same commit rules; only the warehouse port and the batch sizes differ.
   let sink: RunnerSink;
@@ -113,7 +118,11 @@ export async function buildConsumerApp(o: {
     sink = o.sink;
     batch = { maxRows: config.streaming.batchSize, lingerMs: config.streaming.intervalMs };
   } else if (config.streaming.enabled) {
-    const warehouse = createBigQuerySink({ bq, dataset: config.bigquery.dataset });
+    const warehouse = createBigQuerySink({
+      bq,
+      dataset: config.bigquery.dataset,
+      requestTimeoutMs: config.streaming.insertTimeoutMs,
+    });
     sink = {
       async insert(table, rows) {
         const outcome = await warehouse.insert(table, rows);

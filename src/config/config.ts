@@ -98,6 +98,9 @@ const schema = z.object({
   ENABLE_BQ_STREAMING: bool.default(true),
   BQ_STREAMING_BATCH_SIZE: int(1, 50_000).default(500),
   BQ_STREAMING_INTERVAL_MS: int(1, 600_000).default(1000),
+  // Per insertAll request; the Google client's hidden default is 60 s. A timed-out request is retried
+  // like a 5xx while its partitions stay paused (insertIds make the re-send safe).
+  BQ_INSERT_TIMEOUT_MS: int(1000, 600_000).default(60_000),
   // Load-job mode (ENABLE_BQ_STREAMING=false). Every load is a table modification, and BigQuery allows
   // 1,500 per table per day: the default 5 minutes is 288 a day, with room for retries and isolation.
   BQ_LOAD_INTERVAL_MS: int(1000, 86_400_000).default(300_000),
@@ -218,7 +221,7 @@ export interface Config {
   };
   registry: { url: string; username?: string; password?: string };
   bigquery: { projectId: string; apiEndpoint?: string; keyFile?: string; dataset: string; location: string };
-  streaming: { enabled: boolean; batchSize: number; intervalMs: number };
+  streaming: { enabled: boolean; batchSize: number; intervalMs: number; insertTimeoutMs: number };
   load: { intervalMs: number; maxRows: number; maxBytes: number; jobTimeoutMs: number };
   consumer: { sessionTimeoutMs: number; heartbeatIntervalMs: number };
   topics: { partitions: number; replicationFactor: number; retentionMs: number };
@@ -413,6 +416,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       enabled: v.ENABLE_BQ_STREAMING,
       batchSize: v.BQ_STREAMING_BATCH_SIZE,
       intervalMs: v.BQ_STREAMING_INTERVAL_MS,
+      insertTimeoutMs: v.BQ_INSERT_TIMEOUT_MS,
     },
     load: {
       intervalMs: v.BQ_LOAD_INTERVAL_MS,

@@ -15,6 +15,8 @@ export interface BigQueryConnection {
    * paused and offsets held), so they pass 0; other callers keep the client's default.
    */
   maxRetries?: number;
+  /** Per HTTP request; unset keeps the client's default of 60 s. Only the streaming sink sets it. */
+  requestTimeoutMs?: number;
 }
 
 export function createBigQuery(c: BigQueryConnection): BigQuery {
@@ -33,6 +35,7 @@ export function createBigQuery(c: BigQueryConnection): BigQuery {
       authClient,
       ...(c.maxRetries !== undefined ? { autoRetry: c.maxRetries > 0, maxRetries: c.maxRetries } : {}),
       ...(c.location ? { location: c.location } : {}),
+      ...(c.requestTimeoutMs ? { timeout: c.requestTimeoutMs } : {}),
     });
   }
   return new BigQuery({
@@ -40,5 +43,6 @@ export function createBigQuery(c: BigQueryConnection): BigQuery {
     ...(c.keyFile ? { keyFilename: c.keyFile } : {}),
     ...(c.maxRetries !== undefined ? { autoRetry: c.maxRetries > 0, maxRetries: c.maxRetries } : {}),
     ...(c.location ? { location: c.location } : {}),
+    ...(c.requestTimeoutMs ? { timeout: c.requestTimeoutMs } : {}),
   });
 }

@@ -266,6 +266,13 @@ export interface BigQuerySinkOptions {
   maxRequestsPerInsert?: number;
   /** Backoff between attempts of one request: initial * 2^(n-1), capped, with equal jitter. */
   retryDelayMs?: { initial: number; max: number };
+  /**
+   * Deadline of one insertAll request (BQ_INSERT_TIMEOUT_MS); past it the request counts as a network
+   * failure and is sent again (same insertIds). The Google client's own timeout does not end a request
+   * whose server accepted the connection and never answers (measured: still waiting after 30 s with a
+   * 2 s timeout), so the sink keeps its own. Default 60 s.
+   */
+  requestTimeoutMs?: number;
   /** Injected for tests; default a real timer. */
   sleep?: (ms: number) => Promise<void>;
   /** Injected for tests; default Math.random. */
@@ -275,6 +282,26 @@ export interface BigQuerySinkOptions {
 }
 
 export const DEFAULT_SERVER_ERROR_ATTEMPTS = 3;
+export const DEFAULT_INSERT_TIMEOUT_MS = 60_000;
+
+/** `p`, or a 'request-timeout' failure after `ms`; an abandoned request's late failure is swallowed. */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          Object.assign(new Error(`insertAll not answered within ${ms} ms`), {
+            name: 'TimeoutError',
+            type: 'request-timeout',
+          }),
+        ),
+      ms,
+    );
+  });
+  p.catch(() => undefined);
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
 export const DEFAULT_MAX_REQUESTS_PER_INSERT = 256;
 export const DEFAULT_RETRY_DELAY_MS = Object.freeze({ initial: 200, max: 5000 });
 
@@ -297,6 +324,9 @@ function validate(o: BigQuerySinkOptions): void {
   const attempts = o.serverErrorAttempts ?? DEFAULT_SERVER_ERROR_ATTEMPTS;
   if (!Number.isInteger(attempts) || attempts < 1)
     problems.push(`serverErrorAttempts must be an integer >= 1, got ${attempts}`);
+  const timeout = o.requestTimeoutMs ?? DEFAULT_INSERT_TIMEOUT_MS;
+  if (!Number.isInteger(timeout) || timeout < 1)
+    problems.push(`requestTimeoutMs must be an integer >= 1, got ${timeout}`);
   const max = o.maxRequestsPerInsert ?? DEFAULT_MAX_REQUESTS_PER_INSERT;
   if (!Number.isInteger(max) || max < 1)
     problems.push(`maxRequestsPerInsert must be an integer >= 1, got ${max}`);
@@ -345,6 +375,7 @@ export function createBigQuerySink(options: BigQuerySinkOptions): WarehouseSink 
   const attemptsPerRequest = options.serverErrorAttempts ?? DEFAULT_SERVER_ERROR_ATTEMPTS;
   const maxRequests = options.maxRequestsPerInsert ?? DEFAULT_MAX_REQUESTS_PER_INSERT;
   const delays = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_INSERT_TIMEOUT_MS;
   const sleep = options.sleep ?? ((ms: number) => sleepFor(ms));
   const random = options.random ?? Math.random;
   const emit = options.onEvent ?? (() => {});
@@ -424,7 +455,7 @@ export function createBigQuerySink(options: BigQuerySinkOptions): WarehouseSink 
           let failure: InsertFailure;
           let thrown: unknown;
           try {
-            await tableOf(table).insert(sent, { ...INSERT_OPTIONS });
+            await withDeadline(tableOf(table).insert(sent, { ...INSERT_OPTIONS }), requestTimeoutMs);
             for (const i of piece) results[i] = OK;
             healthy = true;
             engaged = true;

@@ -312,6 +312,40 @@ describe('createBigQuerySink', () => {
     assert.deepEqual(sleeps, []);
   });
 
+  it('gives up on a request that is never answered after requestTimeoutMs, as a retriable network failure', async () => {
+    const { bq, landed } = fakeClient(() => undefined);
+    const real = bq.dataset('rpa_warehouse').table('fact_banking_transactions');
+    let calls = 0;
+    const hanging: InsertAllClient = {
+      dataset: () => ({
+        table: () => ({
+          insert: (rows, options) => {
+            calls++;
+            // The first request hangs for ever, as a stalled server's would.
+            return calls === 1 ? new Promise(() => undefined) : real.insert(rows, options);
+          },
+          getMetadata: () => real.getMetadata(),
+        }),
+      }),
+    };
+    const { sink } = sinkFor(hanging, { requestTimeoutMs: 30 });
+    const rows = rowsOf(3);
+    // Like any network failure before anything landed: retriable, for the runner to retry with the
+    // partition paused; the second call's request is answered.
+    await assert.rejects(sink.insert('fact_banking_transactions', rows), (err: unknown) => {
+      assert.ok(isTxstreamError(err, 'WAREHOUSE_UNAVAILABLE') && err.retriable);
+      assert.match(err.message, /not answered within 30 ms/);
+      return true;
+    });
+    const outcome = await sink.insert('fact_banking_transactions', rows);
+    assert.equal(outcome.inserted, 3);
+    assert.equal(calls, 2);
+    assert.deepEqual(
+      [...landed.keys()],
+      rows.map((r) => r.insertId),
+    );
+  });
+
   it('sends the row json unchanged', async () => {
     let seen: SentRow[] = [];
     const { bq } = fakeClient((sent) => {
