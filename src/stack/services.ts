@@ -118,7 +118,7 @@ export function launchSpec(
           'node.id=1',
           `controller.quorum.voters=1@127.0.0.1:${s.ports.kafkaController}`,
           `listeners=PLAINTEXT://127.0.0.1:${s.ports.kafka},CONTROLLER://127.0.0.1:${s.ports.kafkaController}`,
-          `advertised.listeners=PLAINTEXT://127.0.0.1:${s.ports.kafka}`,
+          `advertised.listeners=PLAINTEXT://127.0.0.1:${s.kafkaAdvertisedPort}`,
           'controller.listener.names=CONTROLLER',
           'inter.broker.listener.name=PLAINTEXT',
           'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',

@@ -13,6 +13,9 @@ const schema = z.object({
   TXSTREAM_STACK_DIR: z.string().min(1).optional(),
   TXSTREAM_KAFKA_PORT: port.default(9092),
   TXSTREAM_KAFKA_CONTROLLER_PORT: port.default(9093),
+  // The port the broker tells clients to connect to, when something listens there in front of it
+  // (the fault suite's TCP proxy); default: the broker's own port.
+  TXSTREAM_KAFKA_ADVERTISED_PORT: port.optional(),
   TXSTREAM_REGISTRY_PORT: port.default(8081),
   TXSTREAM_REGISTRY_MANAGEMENT_PORT: port.default(8091),
   TXSTREAM_BQ_PORT: port.default(9050),
@@ -44,6 +47,8 @@ export interface StackSettings {
     bq: number;
     bqGrpc: number;
   };
+  /** The port advertised to clients; the broker's own port unless TXSTREAM_KAFKA_ADVERTISED_PORT is set. */
+  kafkaAdvertisedPort: number;
   projectId: string;
   kafkaHeap: string;
   registryHeap: string;
@@ -88,6 +93,7 @@ export function loadStackSettings(env: NodeJS.ProcessEnv = process.env): StackSe
     cacheDir,
     stackDir: path.resolve(v.TXSTREAM_STACK_DIR ?? path.join(cacheDir, 'stack')),
     ports,
+    kafkaAdvertisedPort: v.TXSTREAM_KAFKA_ADVERTISED_PORT ?? v.TXSTREAM_KAFKA_PORT,
     projectId: v.GCP_PROJECT_ID,
     kafkaHeap: v.TXSTREAM_KAFKA_HEAP,
     registryHeap: v.TXSTREAM_REGISTRY_HEAP,

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import zlib from 'node:zlib';
 
 // A reverse proxy in front of the BigQuery emulator that answers some requests itself with the
@@ -9,9 +9,17 @@ import zlib from 'node:zlib';
 // request that was both failed and applied. Decisions come from a seeded PRNG, so a run with the same
 // request sequence injects the same faults.
 
-export type FaultKind = 'rateLimit429' | 'backend500' | 'unavailable503' | 'drop';
+// 'hang' reads the request and never answers, as a server that stalls does: the client's own request
+// timeout (BQ_INSERT_TIMEOUT_MS) has to end it.
+export type FaultKind = 'rateLimit429' | 'backend500' | 'unavailable503' | 'drop' | 'hang';
 
-export const FAULT_KINDS: readonly FaultKind[] = ['rateLimit429', 'backend500', 'unavailable503', 'drop'];
+export const FAULT_KINDS: readonly FaultKind[] = [
+  'rateLimit429',
+  'backend500',
+  'unavailable503',
+  'drop',
+  'hang',
+];
 
 /** Probability of each fault per matching request; their sum must not exceed 1. */
 export type FaultRates = Readonly<Record<FaultKind, number>>;
@@ -21,6 +29,7 @@ export const NO_FAULTS: FaultRates = Object.freeze({
   backend500: 0,
   unavailable503: 0,
   drop: 0,
+  hang: 0,
 });
 
 export interface FaultProxyOptions {
@@ -58,6 +67,13 @@ export interface FaultProxy {
   /** http://127.0.0.1:<port>, for BQ_API_ENDPOINT. */
   readonly url: string;
   setRates(rates: Partial<FaultRates>): void;
+  /** Delay before each matching request is forwarded (a slow network or a slow server); 0 for none. */
+  setDelay(ms: number): void;
+  /**
+   * A network cut: while down, every open connection is reset and new ones are closed as soon as they
+   * are accepted, for all requests (not only matching ones).
+   */
+  setDown(down: boolean): void;
   /** Stops injecting (all rates 0); forwarding continues. */
   off(): void;
   stats(): FaultProxyStats;
@@ -100,7 +116,16 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
   const random = seededRandom(o.seed ?? 1);
   const retryAfter = String(o.retryAfterSeconds ?? 1);
   let rates = checkedRates(o.rates ?? {});
-  const injected: Record<FaultKind, number> = { rateLimit429: 0, backend500: 0, unavailable503: 0, drop: 0 };
+  const injected: Record<FaultKind, number> = {
+    rateLimit429: 0,
+    backend500: 0,
+    unavailable503: 0,
+    drop: 0,
+    hang: 0,
+  };
+  let delayMs = 0;
+  let down = false;
+  const sockets = new Set<Socket>();
   let forwarded = 0;
   let forwardedMatching = 0;
   let rowsRejected = 0;
@@ -160,6 +185,9 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
           );
         case 'drop':
           req.socket.destroy();
+          return;
+        case 'hang':
+          // Never answered; the socket is destroyed when the client gives up or the proxy closes.
           return;
       }
     });
@@ -248,8 +276,25 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
     const matching = match(method, path);
     const kind = matching ? pick() : undefined;
     if (kind) inject(kind, req, res);
-    else if (matching && o.rejectRow) screen(req, res);
+    else if (matching && delayMs > 0) {
+      const ms = delayMs;
+      req.pause();
+      setTimeout(() => {
+        if (req.socket.destroyed) return;
+        req.resume();
+        if (o.rejectRow) screen(req, res);
+        else forward(req, res, matching);
+      }, ms);
+    } else if (matching && o.rejectRow) screen(req, res);
     else forward(req, res, matching);
+  });
+  server.on('connection', (socket) => {
+    if (down) {
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
   });
   // A dropped connection's socket errors on our side too; that is the point, not a failure of the proxy.
   server.on('clientError', (_err, socket) => socket.destroy());
@@ -267,6 +312,15 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
     },
     off() {
       rates = NO_FAULTS;
+      delayMs = 0;
+      down = false;
+    },
+    setDelay(ms) {
+      delayMs = ms;
+    },
+    setDown(d) {
+      down = d;
+      if (d) for (const socket of sockets) socket.destroy();
     },
     stats() {
       const copy = { ...injected };
