@@ -3,6 +3,7 @@ import { buildForwarderApp, routesFromRules } from '../alerts/forward.ts';
 import { loadRules, RulesError } from '../alerts/rules.ts';
 import { loadConfig } from '../config/config.ts';
 import { asCliError, CliError } from './errors.ts';
+import { exitIfLingering } from './lingering.ts';
 
 // `txstream alerts forward`: the consumer group that delivers alerts from txstream.alerts.v1 to Slack,
 // PagerDuty and e-mail. Refuses to start on an invalid rules file; runs until SIGTERM/SIGINT, then lets
@@ -45,6 +46,7 @@ export function registerAlertsForward(alerts: Command): void {
         ...(opts.group ? { groupId: opts.group } : {}),
         topicPrefix: opts.topicPrefix,
       });
+      let failure: Error | undefined;
       const stopped = new Promise<void>((resolve) => {
         let once = false;
         const stop = (why: string) => {
@@ -53,7 +55,11 @@ export function registerAlertsForward(alerts: Command): void {
           app.logger.info({ why }, 'stopping: finishing the delivery in flight, then leaving the group');
           app
             .stop()
-            .catch((err: unknown) => app.logger.error({ err: (err as Error).message }, 'unclean stop'))
+            .catch((err: unknown) => {
+              // Exit non-zero: what was not committed is read again, and a supervisor should see it.
+              failure ??= err as Error;
+              app.logger.error({ err: (err as Error).message }, 'unclean stop');
+            })
             .finally(resolve);
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
@@ -68,5 +74,7 @@ export function registerAlertsForward(alerts: Command): void {
       );
       await stopped;
       app.logger.info({}, 'stopped');
+      exitIfLingering(app.logger);
+      if (failure) throw new CliError(`unclean stop: ${failure.message}`, 1);
     });
 }

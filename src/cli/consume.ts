@@ -3,6 +3,7 @@ import { loadConfig } from '../config/config.ts';
 import { buildConsumerApp } from '../app.ts';
 import { isTxstreamError } from '../errors.ts';
 import { asCliError, CliError } from './errors.ts';
+import { exitIfLingering } from './lingering.ts';
 
 // `txstream consume`: the warehouse consumer group. Runs until SIGTERM/SIGINT, then stops fetching,
 // writes and commits what it holds, leaves the group and exits 0.
@@ -44,7 +45,11 @@ export function registerConsume(program: Command): void {
           app.logger.info({ why }, 'stopping: flushing and committing before leaving the group');
           app
             .stop()
-            .catch((err: unknown) => app.logger.error({ err: (err as Error).message }, 'unclean stop'))
+            .catch((err: unknown) => {
+              // Exit non-zero: what was not committed is read again, and a supervisor should see it.
+              failure ??= err as Error;
+              app.logger.error({ err: (err as Error).message }, 'unclean stop');
+            })
             .finally(resolve);
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
@@ -63,6 +68,7 @@ export function registerConsume(program: Command): void {
       app.logger.info({ group: opts.group, topics: app.topics }, 'consuming');
       await stopped;
       app.logger.info({}, 'stopped');
+      exitIfLingering(app.logger);
       // Exit non-zero so a supervisor (Kubernetes, systemd) shows the failure and restarts it.
       if (failure) throw new CliError(`stopped on a fatal error: ${failure.message}`, 1);
     });

@@ -9,6 +9,7 @@ import type { LastRun } from '../schedules/runs.ts';
 import type { RunReport } from '../schedules/scheduler.ts';
 import { asCliError, CliError } from './errors.ts';
 import { formatTable } from './table.ts';
+import { exitIfLingering } from './lingering.ts';
 
 // `txstream schedule`: the leader-elected scheduler (runs until SIGTERM/SIGINT), and for operators
 // `schedule list` (jobs, cron, next runs, last run) and `schedule run <job|all>` (now, once, without
@@ -124,7 +125,11 @@ async function runScheduler(opts: ScheduleOptions): Promise<void> {
         .then((r) => {
           if (r.unfinished) logger.warn(r, 'left runs unfinished (they stay "running" in ops_schedule_runs)');
         })
-        .catch((err: unknown) => logger.error({ err: (err as Error).message }, 'unclean stop'))
+        .catch((err: unknown) => {
+          // Exit non-zero: what was not committed is read again, and a supervisor should see it.
+          failure ??= err as Error;
+          logger.error({ err: (err as Error).message }, 'unclean stop');
+        })
         .finally(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
@@ -147,6 +152,7 @@ async function runScheduler(opts: ScheduleOptions): Promise<void> {
   );
   await stopped;
   logger.info({}, 'stopped');
+  exitIfLingering(logger);
   // Exit non-zero so a supervisor (Kubernetes, systemd) shows the failure and restarts it.
   if (failure) throw new CliError(`stopped on a fatal error: ${failure.message}`, 1);
 }
