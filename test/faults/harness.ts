@@ -1,0 +1,329 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { promisify } from 'node:util';
+import type { BigQuery } from '@google-cloud/bigquery';
+import type { Admin } from 'kafkajs';
+import { createKafka } from '../../src/kafka/client.ts';
+import { PROJECT_ROOT } from '../../src/stack/settings.ts';
+import { createBigQuery } from '../../src/warehouse/client.ts';
+import { countRows, topicRecords, TXSTREAM_BIN, until } from '../support/consumer-harness.ts';
+import { uniqueName } from '../support/endpoints.ts';
+
+// What every fault scenario shares: a stream of generated transactions under its own topic prefix and
+// dataset, `txstream consume` members as child processes that can be SIGKILLed or SIGTERMed, and the
+// count at the end. Every produced record must be in the table or in the DLQ ("lost" is the rest and
+// must be 0); rows beyond the distinct ids are duplicates, allowed after a hard kill and counted.
+
+const run = promisify(execFile);
+
+export interface StreamEndpoints {
+  kafkaBrokers: string[];
+  schemaRegistryUrl: string;
+  bqApiEndpoint: string;
+  bqProjectId: string;
+}
+
+export interface Figures {
+  scenario: string;
+  produced: number;
+  landed: number;
+  rows: number;
+  deadLettered: number;
+  lost: number;
+  duplicates: number;
+  /** Per fault: from the fault's end (or the kill) until rows landed again, in milliseconds. */
+  recoveryMs: number[];
+  faults: number;
+  notes?: string;
+}
+
+export interface Member {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  output(): string;
+}
+
+export interface Stream {
+  readonly prefix: string;
+  readonly dataset: string;
+  readonly topic: string;
+  readonly dlqTopic: string;
+  readonly group: string;
+  /** Environment of every txstream child process of this stream. */
+  readonly env: NodeJS.ProcessEnv;
+  init(): Promise<void>;
+  /** `txstream produce transactions --synthetic` in the background; resolves with its summary. */
+  /**
+   * `txstream produce transactions --synthetic`; resolves with its summary. With `mayFail`, a run the
+   * broker ends (exit 3) resolves too: what it wrote is counted from the topic, not from the summary.
+   */
+  produce(
+    count: number,
+    seed: number,
+    opts?: { rate?: number; start?: string; mayFail?: boolean },
+  ): Promise<{ sent: number; exitCode: number }>;
+  /** Starts one `txstream consume` member of the stream's group. */
+  startMember(env?: NodeJS.ProcessEnv): Member;
+  rows(): Promise<number>;
+  distinct(): Promise<number>;
+  produced(): Promise<number>;
+  deadLettered(): Promise<number>;
+  /** Waits until every produced record is in the table or the DLQ. */
+  drained(ms?: number): Promise<void>;
+  /** Waits until rows landed beyond `count` (or everything produced is accounted for); returns the wait. */
+  recovered(count: number, since: number, ms?: number): Promise<number>;
+  figures(scenario: string, recoveryMs: number[], faults: number, notes?: string): Promise<Figures>;
+  /** The warnings and errors every member logged, for a failure message. */
+  memberLogs(): string;
+  close(): Promise<void>;
+}
+
+export function newStream(
+  name: string,
+  e: StreamEndpoints,
+  opts: { partitions?: number; env?: NodeJS.ProcessEnv } = {},
+): Stream {
+  const prefix = `${uniqueName(name)}.`;
+  const dataset = uniqueName(name);
+  const group = uniqueName(`${name}-group`);
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    KAFKA_BROKERS: e.kafkaBrokers.join(','),
+    SCHEMA_REGISTRY_URL: e.schemaRegistryUrl,
+    BQ_API_ENDPOINT: e.bqApiEndpoint,
+    GCP_PROJECT_ID: e.bqProjectId,
+    BQ_DATASET: dataset,
+    TOPIC_PARTITIONS: String(opts.partitions ?? 6),
+    BQ_STREAMING_INTERVAL_MS: '200',
+    KAFKA_SESSION_TIMEOUT_MS: '6000',
+    KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+    METRICS_PORT: '0',
+    LOG_LEVEL: 'warn',
+    ...opts.env,
+  };
+  const topic = `${prefix}banking.transactions.v1`;
+  const dlqTopic = `${topic}.dlq`;
+  const table = `\`${e.bqProjectId}.${dataset}.fact_banking_transactions\``;
+  const bq: BigQuery = createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoint });
+  let admin: Admin | undefined;
+  const members: Member[] = [];
+
+  const kafkaAdmin = async (): Promise<Admin> => {
+    if (!admin) {
+      const a = createKafka({ brokers: e.kafkaBrokers, clientId: `${name}-faults` }).admin();
+      await a.connect();
+      admin = a;
+    }
+    return admin;
+  };
+
+  /** A count through Kafka; a broker that is coming back may fail it for a moment. */
+  const countTopic = async (t: string): Promise<number> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await topicRecords(await kafkaAdmin(), t);
+      } catch (err) {
+        if (attempt >= 60) throw err;
+        await admin?.disconnect().catch(() => undefined);
+        admin = undefined;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  };
+
+  const stream: Stream = {
+    prefix,
+    dataset,
+    topic,
+    dlqTopic,
+    group,
+    env,
+    async init() {
+      await run(process.execPath, [TXSTREAM_BIN, 'init', '--topic-prefix', prefix], {
+        env,
+        timeout: 120_000,
+      });
+    },
+    async produce(count, seed, o = {}) {
+      const args = [
+        TXSTREAM_BIN,
+        'produce',
+        'transactions',
+        '--synthetic',
+        '--no-progress',
+        '--json',
+        '--count',
+        String(count),
+        '--seed',
+        String(seed),
+        '--start',
+        o.start ?? '2026-01-05T00:00:00.000Z',
+        '--topic-prefix',
+        prefix,
+        ...(o.rate ? ['--rate', String(o.rate)] : []),
+      ];
+      try {
+        const { stdout } = await run(process.execPath, args, {
+          env,
+          maxBuffer: 16 * 1024 * 1024,
+          timeout: 600_000,
+        });
+        return { ...(JSON.parse(stdout) as { sent: number }), exitCode: 0 };
+      } catch (err) {
+        const e = err as { code?: unknown; stdout?: string; stderr?: string };
+        if (!o.mayFail || e.code !== 3) throw err;
+        return { ...(JSON.parse(e.stdout ?? '{}') as { sent: number }), exitCode: 3 };
+      }
+    },
+    startMember(extra = {}) {
+      const child = spawn(
+        process.execPath,
+        [TXSTREAM_BIN, 'consume', '--topic-prefix', prefix, '--group', group],
+        {
+          env: { ...env, ...extra },
+          stdio: ['ignore', 'pipe', 'pipe'],
+          cwd: PROJECT_ROOT,
+        },
+      );
+      let output = '';
+      const keep = (d: Buffer) => {
+        output += d.toString();
+        if (output.length > 200_000) output = output.slice(-100_000);
+      };
+      child.stdout!.on('data', keep);
+      child.stderr!.on('data', keep);
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const m: Member = { name: `member-${members.length + 1}`, child, exited, output: () => output };
+      members.push(m);
+      return m;
+    },
+    rows: () => countRows(bq, `SELECT COUNT(*) AS n FROM ${table}`),
+    distinct: () => countRows(bq, `SELECT COUNT(DISTINCT transaction_id) AS n FROM ${table}`),
+    produced: () => countTopic(topic),
+    deadLettered: () => countTopic(dlqTopic),
+    async drained(ms = 300_000) {
+      const produced = await stream.produced();
+      await until(
+        `all ${produced} records in the table or the DLQ`,
+        async () => (await stream.distinct()) + (await stream.deadLettered()) >= produced,
+        ms,
+      );
+    },
+    async recovered(count, since, ms = 180_000) {
+      const produced = await stream.produced();
+      await until(
+        `rows beyond ${count} after the fault`,
+        async () => {
+          const rows = await stream.rows();
+          return rows > count || rows >= produced;
+        },
+        ms,
+      );
+      return Date.now() - since;
+    },
+    async figures(scenario, recoveryMs, faults, notes) {
+      const [produced, rows, landed, deadLettered] = [
+        await stream.produced(),
+        await stream.rows(),
+        await stream.distinct(),
+        await stream.deadLettered(),
+      ];
+      return {
+        scenario,
+        produced,
+        landed,
+        rows,
+        deadLettered,
+        lost: Math.max(0, produced - landed - deadLettered),
+        duplicates: rows - landed,
+        recoveryMs,
+        faults,
+        ...(notes ? { notes } : {}),
+      };
+    },
+    memberLogs() {
+      return members
+        .map((m) => {
+          const lines = m
+            .output()
+            .split('\n')
+            .filter((l) => /"level":(40|50|60)/.test(l) || l.startsWith('txstream'));
+          return `--- ${m.name} (exit ${m.child.exitCode ?? m.child.signalCode ?? 'running'}):\n${lines.slice(-40).join('\n')}`;
+        })
+        .join('\n');
+    },
+    async close() {
+      for (const m of members)
+        if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
+      await admin?.disconnect().catch(() => undefined);
+      await bq
+        .dataset(dataset)
+        .delete({ force: true })
+        .catch(() => undefined);
+    },
+  };
+  return stream;
+}
+
+/** SIGTERM and the clean exit the delivery rules promise (flush, commit, leave the group, exit 0). */
+export async function stopCleanly(m: Member): Promise<void> {
+  m.child.kill('SIGTERM');
+  const code = await m.exited;
+  assert.equal(code, 0, `${m.name} exit code after SIGTERM; output:\n${m.output().slice(-4000)}`);
+}
+
+export async function killHard(m: Member): Promise<void> {
+  m.child.kill('SIGKILL');
+  await m.exited;
+}
+
+/** Rows landed so far reach `n` (the consumer is making progress); fails after `ms`. */
+export async function landedAtLeast(s: Stream, n: number, ms = 180_000): Promise<void> {
+  await until(`${n} rows landed`, async () => (await s.rows()) >= n, ms);
+}
+
+/** A seeded PRNG (mulberry32) for fault moments, so a failing run can be repeated. */
+export function faultRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const FAULT_SEED = Number(process.env.FAULTS_SEED ?? 20261127);
+
+/**
+ * Prints a scenario's figures (as a test diagnostic and one JSON line in FAULTS_REPORT if set) and
+ * checks the rules: nothing lost; after clean shutdowns only, no duplicates.
+ */
+export function report(
+  t: TestContext,
+  f: Figures,
+  rules: { cleanShutdownsOnly: boolean; logs?: () => string },
+): void {
+  const rec = f.recoveryMs.length
+    ? `recovery ${f.recoveryMs.map((ms) => (ms / 1000).toFixed(1)).join('/')} s (max ${(Math.max(...f.recoveryMs) / 1000).toFixed(1)} s)`
+    : 'recovery –';
+  t.diagnostic(
+    `${f.scenario}: produced ${f.produced}, landed ${f.landed}, dead-lettered ${f.deadLettered}, lost ${f.lost}, ` +
+      `duplicates ${f.duplicates}, faults ${f.faults}, ${rec}${f.notes ? `; ${f.notes}` : ''}`,
+  );
+  const file = process.env.FAULTS_REPORT;
+  if (file) {
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    fs.appendFileSync(file, `${JSON.stringify({ at: new Date().toISOString(), seed: FAULT_SEED, ...f })}\n`);
+  }
+  assert.equal(f.lost, 0, `${f.scenario}: ${f.lost} records lost`);
+  assert.ok(f.produced > 0, `${f.scenario}: nothing was produced`);
+  if (rules.cleanShutdownsOnly && f.duplicates !== 0)
+    assert.fail(`${f.scenario}: ${f.duplicates} duplicates after clean shutdowns\n${rules.logs?.() ?? ''}`);
+}
