@@ -111,6 +111,13 @@ export interface RunnerOptions {
   random?: () => number;
   retry?: { initialMs: number; maxMs: number };
   /**
+   * Longest stretch of a backoff wait without a heartbeat; default 1000 ms. A wait of up to
+   * retry.maxMs (30 s) in one piece outlived the session (6 s in the fault suite, 30 s by default):
+   * the member was evicted while it waited for the schema registry, and every rejoin re-read what it
+   * had written but not committed.
+   */
+  heartbeatSliceMs?: number;
+  /**
    * Called once for an error that retrying cannot fix (a non-retriable warehouse error such as a
    * permission or a missing table): the process should stop and exit non-zero rather than hold its
    * partitions without progress. Without it such errors are only logged.
@@ -161,6 +168,7 @@ export function createRunner(o: RunnerOptions): Runner {
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const random = o.random ?? Math.random;
   const retry = o.retry ?? { initialMs: 200, maxMs: 30_000 };
+  const heartbeatSliceMs = o.heartbeatSliceMs ?? 1000;
   const bindings = new Map(o.bindings.map((b) => [b.topic, b]));
   const tracker: OffsetTracker = createOffsetTracker();
   const policies = new Map<string, BatchPolicy<Pending>>();
@@ -207,6 +215,17 @@ export function createRunner(o: RunnerOptions): Runner {
     }
   }
 
+  /** A backoff wait in slices of heartbeatSliceMs, heartbeating after each, so the member stays in the group. */
+  async function pause(ms: number, heartbeat: (() => Promise<void>) | undefined): Promise<void> {
+    let left = ms;
+    do {
+      const step = heartbeat ? Math.min(left, heartbeatSliceMs) : left;
+      await sleep(step);
+      left -= step;
+      await beat(heartbeat);
+    } while (left > 0);
+  }
+
   /** One write or commit at a time: eachBatch and the linger timer would otherwise interleave. */
   function serialized<T>(fn: () => Promise<T>): Promise<T> {
     const run = chain.then(fn);
@@ -236,8 +255,7 @@ export function createRunner(o: RunnerOptions): Runner {
           'transient failure, retrying',
         );
         o.metrics?.retried(what);
-        await sleep(wait);
-        await beat(heartbeat);
+        await pause(wait, heartbeat);
       }
     }
   }
@@ -315,8 +333,7 @@ export function createRunner(o: RunnerOptions): Runner {
           'transient failure, retrying',
         );
         o.metrics?.retried('insert');
-        await sleep(wait);
-        await beat(heartbeat);
+        await pause(wait, heartbeat);
       } finally {
         o.metrics?.inFlight(-1);
       }

@@ -564,6 +564,33 @@ describe('createRunner', () => {
     assert.deepEqual(ioLog(h), ['insert tx-0-0,tx-0-1,tx-0-2', 'dlq tx-0-1', 'commit tx/0@3']);
   });
 
+  it('heartbeats at least every second through a long backoff, so the session cannot expire while it waits', async (t) => {
+    const h = await setup(t, { maxRows: 2, retry: { initialMs: 3500, maxMs: 3500 }, random: [1] });
+    h.sink.steps.push(() => {
+      throw unavailable([undefined, undefined]);
+    });
+    const b = batchOf(h, TX, 0, [0, 1]);
+    await h.consumer.deliver(b.payload);
+
+    assert.deepEqual(h.sleeps, [1000, 1000, 1000, 500], 'one 3.5 s wait, in slices');
+    assert.deepEqual(
+      h.log.filter((l) => l === 'heartbeat' || l.startsWith('sleep') || l.startsWith('insert')),
+      [
+        'insert tx-0-0,tx-0-1',
+        'sleep 1000',
+        'heartbeat',
+        'sleep 1000',
+        'heartbeat',
+        'sleep 1000',
+        'heartbeat',
+        'sleep 500',
+        'heartbeat',
+        'insert tx-0-0,tx-0-1',
+        'heartbeat',
+      ],
+    );
+  });
+
   it('retries a transient warehouse failure with capped, jittered backoff, re-sending only unsettled rows', async (t) => {
     const h = await setup(t, { maxRows: 4, retry: { initialMs: 100, maxMs: 150 }, random: [0.25, 1] });
     h.sink.steps.push(
