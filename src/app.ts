@@ -155,6 +155,8 @@ export async function buildConsumerApp(o: {
     groupId: o.groupId,
     sessionTimeoutMs: config.consumer.sessionTimeoutMs,
     heartbeatIntervalMs: config.consumer.heartbeatIntervalMs,
+    maxBytes: config.consumer.fetchMaxBytes,
+    maxBytesPerPartition: config.consumer.fetchMaxBytesPerPartition,
     logger,
   });
   const { consumer } = tracked;

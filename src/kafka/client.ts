@@ -228,6 +228,9 @@ export function createTrackedConsumer(
     groupId: string;
     sessionTimeoutMs: number;
     heartbeatIntervalMs: number;
+    /** Fetch size bounds (KAFKA_FETCH_MAX_BYTES[_PER_PARTITION]); unset keeps kafkajs' defaults. */
+    maxBytes?: number;
+    maxBytesPerPartition?: number;
     logger: { error(obj: object, msg: string): void };
   },
 ): TrackedConsumer {
@@ -237,6 +240,8 @@ export function createTrackedConsumer(
     sessionTimeout: o.sessionTimeoutMs,
     heartbeatInterval: o.heartbeatIntervalMs,
     maxWaitTimeInMs: 500,
+    ...(o.maxBytes ? { maxBytes: o.maxBytes } : {}),
+    ...(o.maxBytesPerPartition ? { maxBytesPerPartition: o.maxBytesPerPartition } : {}),
   });
   let ready = false;
   let stopping = false;

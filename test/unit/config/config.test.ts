@@ -23,7 +23,14 @@ const base = {
 test('seed names map onto the config with their defaults', () => {
   const c = loadConfig({ ...base, ENABLE_BQ_STREAMING: 'false', BQ_STREAMING_BATCH_SIZE: '100' });
   assert.deepEqual(c.kafka.brokers, ['k1:9092', 'k2:9092']);
-  assert.deepEqual(c.streaming, { enabled: false, batchSize: 100, intervalMs: 1000 });
+  assert.deepEqual(c.streaming, {
+    enabled: false,
+    batchSize: 100,
+    intervalMs: 1000,
+    insertTimeoutMs: 60_000,
+  });
+  assert.equal(loadConfig({ ...base, BQ_INSERT_TIMEOUT_MS: '5000' }).streaming.insertTimeoutMs, 5000);
+  assert.throws(() => loadConfig({ ...base, BQ_INSERT_TIMEOUT_MS: '10' }), /BQ_INSERT_TIMEOUT_MS/);
   assert.equal(c.bigquery.dataset, 'rpa_warehouse');
   assert.equal(c.bigquery.apiEndpoint, undefined, 'a real project id does not pick up the emulator');
   assert.ok(Object.isFrozen(c.kafka));
@@ -53,8 +60,15 @@ test('all problems are reported in one error', () => {
 
 test('the consumer session timeout is bounded and leaves room for three heartbeats', () => {
   const c = loadConfig({ ...base, KAFKA_SESSION_TIMEOUT_MS: '10000', KAFKA_HEARTBEAT_INTERVAL_MS: '1000' });
-  assert.deepEqual(c.consumer, { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1000 });
-  assert.deepEqual(loadConfig(base).consumer, { sessionTimeoutMs: 30_000, heartbeatIntervalMs: 3000 });
+  const fetch = { fetchMaxBytes: 4 * 1024 * 1024, fetchMaxBytesPerPartition: 512 * 1024 };
+  assert.deepEqual(c.consumer, { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1000, ...fetch });
+  assert.deepEqual(loadConfig(base).consumer, {
+    sessionTimeoutMs: 30_000,
+    heartbeatIntervalMs: 3000,
+    ...fetch,
+  });
+  assert.equal(loadConfig({ ...base, KAFKA_FETCH_MAX_BYTES: '1048576' }).consumer.fetchMaxBytes, 1_048_576);
+  assert.throws(() => loadConfig({ ...base, KAFKA_FETCH_MAX_BYTES_PER_PARTITION: '100' }), /PER_PARTITION/);
   assert.throws(() => loadConfig({ ...base, KAFKA_SESSION_TIMEOUT_MS: '1000' }), /KAFKA_SESSION_TIMEOUT_MS/);
   assert.throws(
     () => loadConfig({ ...base, KAFKA_SESSION_TIMEOUT_MS: '6000', KAFKA_HEARTBEAT_INTERVAL_MS: '3000' }),
