@@ -261,6 +261,10 @@ export function uuidFrom(rng: Rng): string {
   return `${hex8(a)}-${bh.slice(0, 4)}-${bh.slice(4)}-${ch.slice(0, 4)}-${ch.slice(4)}${hex8(d)}`;
 }
 
+// Two hex digits per byte from a table: uuidFrom runs once per generated record, and
+// toString(16) + padStart was 5% of `txstream produce --synthetic`'s CPU profile.
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 function hex8(n: number): string {
-  return n.toString(16).padStart(8, '0');
+  return HEX2[n >>> 24]! + HEX2[(n >>> 16) & 0xff]! + HEX2[(n >>> 8) & 0xff]! + HEX2[n & 0xff]!;
 }
