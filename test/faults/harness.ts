@@ -12,6 +12,7 @@ import { PROJECT_ROOT } from '../../src/stack/settings.ts';
 import { createBigQuery } from '../../src/warehouse/client.ts';
 import { countRows, topicRecords, TXSTREAM_BIN, until } from '../support/consumer-harness.ts';
 import { uniqueName } from '../support/endpoints.ts';
+import { seededRandom } from '../support/fault-proxy.ts';
 
 // What every fault scenario shares: a stream of generated transactions under its own topic prefix and
 // dataset, `txstream consume` members as child processes that can be SIGKILLed or SIGTERMed, and the
@@ -287,17 +288,8 @@ export async function landedAtLeast(s: Stream, n: number, ms = 180_000): Promise
   await until(`${n} rows landed`, async () => (await s.rows()) >= n, ms);
 }
 
-/** A seeded PRNG (mulberry32) for fault moments, so a failing run can be repeated. */
-export function faultRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (the fault proxy's mulberry32) for fault moments, so a failing run can be repeated. */
+export const faultRandom = seededRandom;
 
 export const FAULT_SEED = Number(process.env.FAULTS_SEED ?? 20261127);
 
