@@ -78,9 +78,16 @@ export interface LaunchSpec {
   prepare?: { command: string; args: string[]; when: () => boolean };
 }
 
-/** Kafka's storage id: 16 random bytes, base64url without padding, as kafka.tools.StorageTool makes. */
-function kafkaClusterId(): string {
-  return randomBytes(16).toString('base64url');
+/**
+ * Kafka's storage id: 16 random bytes, base64url without padding, as kafka.tools.StorageTool makes.
+ * Like Kafka's own Uuid.randomUuid(), it never starts with '-': `format -t -abc…` reads the id as an
+ * option and fails (1 stack start in 64 did, which made CI fail now and then).
+ */
+export function kafkaClusterId(random: (n: number) => Buffer = randomBytes): string {
+  for (;;) {
+    const id = random(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 const KAFKA_LOG4J2 = `status = warn

@@ -111,7 +111,9 @@ function runOnce(command: string, args: string[], log: string): Promise<void> {
       if (code === 0) resolve();
       else
         reject(
-          new Error(`${path.basename(command)} ${args.at(-4) ?? ''} failed with exit ${code}; see ${log}`),
+          new Error(
+            `${path.basename(command)} ${args.at(-4) ?? ''} failed with exit ${code}; last lines of ${log}:\n${tailFile(log, 20)}`,
+          ),
         );
     });
   });
