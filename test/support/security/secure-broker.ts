@@ -10,6 +10,7 @@ import { findJava } from '../../../src/stack/prerequisites.ts';
 import { isRunning, startProcess, stopProcess, tailFile } from '../../../src/stack/processes.ts';
 import type { ProcessRecord } from '../../../src/stack/processes.ts';
 import { isProvisioned, serverDirs } from '../../../src/stack/provision.ts';
+import { kafkaClusterId } from '../../../src/stack/services.ts';
 import { loadStackSettings } from '../../../src/stack/settings.ts';
 import { JAVA_MIN } from '../../../src/stack/versions.ts';
 import { freePorts } from '../ports.ts';
@@ -174,7 +175,7 @@ export async function startSecureBroker(opts: { readyTimeoutMs?: number } = {}):
       '-cp',
       path.join(kafkaDir, 'lib', '*'),
     ];
-    const clusterId = randomBytes(16).toString('base64url');
+    const clusterId = kafkaClusterId();
     // SCRAM credentials live in the cluster metadata; writing them at format time means the broker
     // starts with its users, with no unauthenticated bootstrap step.
     await run(
