@@ -11,7 +11,8 @@ import { createKafka } from '../../src/kafka/client.ts';
 import { PROJECT_ROOT } from '../../src/stack/settings.ts';
 import { createBigQuery } from '../../src/warehouse/client.ts';
 import { countRows, topicRecords, TXSTREAM_BIN, until } from '../support/consumer-harness.ts';
-import { uniqueName } from '../support/endpoints.ts';
+import { txstreamEnv, uniqueName } from '../support/endpoints.ts';
+import type { TestEndpoints } from '../support/endpoints.ts';
 import { seededRandom } from '../support/fault-proxy.ts';
 
 // What every fault scenario shares: a stream of generated transactions under its own topic prefix and
@@ -21,12 +22,7 @@ import { seededRandom } from '../support/fault-proxy.ts';
 
 const run = promisify(execFile);
 
-export interface StreamEndpoints {
-  kafkaBrokers: string[];
-  schemaRegistryUrl: string;
-  bqApiEndpoint: string;
-  bqProjectId: string;
-}
+export type StreamEndpoints = TestEndpoints;
 
 export interface Figures {
   scenario: string;
@@ -92,12 +88,7 @@ export function newStream(
   const prefix = `${uniqueName(name)}.`;
   const dataset = uniqueName(name);
   const group = uniqueName(`${name}-group`);
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    KAFKA_BROKERS: e.kafkaBrokers.join(','),
-    SCHEMA_REGISTRY_URL: e.schemaRegistryUrl,
-    BQ_API_ENDPOINT: e.bqApiEndpoint,
-    GCP_PROJECT_ID: e.bqProjectId,
+  const env = txstreamEnv(e, {
     BQ_DATASET: dataset,
     TOPIC_PARTITIONS: String(opts.partitions ?? 6),
     BQ_STREAMING_INTERVAL_MS: '200',
@@ -106,7 +97,7 @@ export function newStream(
     METRICS_PORT: '0',
     LOG_LEVEL: 'warn',
     ...opts.env,
-  };
+  });
   const topic = `${prefix}banking.transactions.v1`;
   const dlqTopic = `${topic}.dlq`;
   const table = `\`${e.bqProjectId}.${dataset}.fact_banking_transactions\``;

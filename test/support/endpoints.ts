@@ -29,3 +29,15 @@ export function testEndpoints(): TestEndpoints {
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
 }
+
+/** The environment of a txstream child process pointed at `e`, with `extra` on top. */
+export function txstreamEnv(e: TestEndpoints, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    KAFKA_BROKERS: e.kafkaBrokers.join(','),
+    SCHEMA_REGISTRY_URL: e.schemaRegistryUrl,
+    BQ_API_ENDPOINT: e.bqApiEndpoint,
+    GCP_PROJECT_ID: e.bqProjectId,
+    ...extra,
+  };
+}
