@@ -1,7 +1,7 @@
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { Admin } from 'kafkajs';
 import { isTxstreamError } from '../errors.ts';
-import { createKafka, type KafkaConnection } from '../kafka/client.ts';
+import { createKafka, lazyAdmin, type KafkaConnection } from '../kafka/client.ts';
 import {
   histogramQuantile,
   readCounter,
@@ -253,29 +253,14 @@ export interface KafkaOffsets {
 
 /** The Kafka admin client behind KafkaOffsets; connects on first use and again after a failure. */
 export function createKafkaOffsets(connection: KafkaConnection): KafkaOffsets {
-  const kafka = createKafka({ retries: 1, requestTimeoutMs: 10_000, ...connection });
-  let admin: Promise<Admin> | undefined;
-  const connected = () => {
-    if (!admin) {
-      const a = kafka.admin();
-      admin = a.connect().then(
-        () => a,
-        (err: unknown) => {
-          admin = undefined;
-          throw err;
-        },
-      );
-    }
-    return admin;
-  };
+  const admin = lazyAdmin(createKafka({ retries: 1, requestTimeoutMs: 10_000, ...connection }));
   const guarded = async <T>(fn: (a: Admin) => Promise<T>): Promise<T> => {
-    const a = await connected();
+    const a = await admin.get();
     try {
       return await fn(a);
     } catch (err) {
       // A broken connection is rebuilt on the next evaluation rather than reused.
-      admin = undefined;
-      await a.disconnect().catch(() => undefined);
+      await admin.reset();
       throw err;
     }
   };
@@ -292,11 +277,7 @@ export function createKafkaOffsets(connection: KafkaConnection): KafkaOffsets {
           offset: p.offset,
         }));
       }),
-    async close() {
-      const a = admin;
-      admin = undefined;
-      if (a) await a.then((x) => x.disconnect()).catch(() => undefined);
-    },
+    close: () => admin.reset(),
   };
 }
 

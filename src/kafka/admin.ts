@@ -1,7 +1,7 @@
 import kafkajs from 'kafkajs';
 import type { Admin } from 'kafkajs';
 import { TxstreamError } from '../errors.ts';
-import { createKafka } from './client.ts';
+import { createKafka, lazyAdmin } from './client.ts';
 import type { KafkaConnection } from './client.ts';
 import { classifyKafkaError } from './producer.ts';
 
@@ -76,25 +76,12 @@ async function waitForLeaders(a: Admin, topics: readonly TopicRequest[], timeout
 }
 
 export function createTopicAdmin(connection: KafkaConnection, leaderWaitMs = 30_000): TopicAdmin {
-  const kafka = createKafka(connection);
-  let admin: Promise<Admin> | undefined;
-
-  function connected(): Promise<Admin> {
-    if (!admin) {
-      const a = kafka.admin();
-      admin = a.connect().then(
-        () => a,
-        (err: unknown) => {
-          admin = undefined;
-          throw classifyKafkaError(err, `cannot connect to Kafka at ${connection.brokers.join(',')}`);
-        },
-      );
-    }
-    return admin;
-  }
+  const admin = lazyAdmin(createKafka(connection), (err) =>
+    classifyKafkaError(err, `cannot connect to Kafka at ${connection.brokers.join(',')}`),
+  );
 
   async function guarded<T>(what: string, fn: (a: Admin) => Promise<T>): Promise<T> {
-    const a = await connected();
+    const a = await admin.get();
     try {
       return await fn(a);
     } catch (err) {
@@ -155,10 +142,6 @@ export function createTopicAdmin(connection: KafkaConnection, leaderWaitMs = 30_
         if (names.length) await a.deleteTopics({ topics: [...names] });
       }),
 
-    async close() {
-      const a = admin;
-      admin = undefined;
-      if (a) await a.then((x) => x.disconnect()).catch(() => undefined);
-    },
+    close: () => admin.reset(),
   };
 }

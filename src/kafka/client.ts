@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Kafka, logLevel } from 'kafkajs';
-import type { Consumer, KafkaConfig, SASLOptions } from 'kafkajs';
+import type { Admin, Consumer, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { Config } from '../config/config.ts';
 import { TxstreamError } from '../errors.ts';
 
@@ -261,6 +261,37 @@ export function createTrackedConsumer(
     stopping: () => {
       stopping = true;
       ready = false;
+    },
+  };
+}
+
+/** A kafkajs admin client that connects on first use, again after a failed connect or a reset(). */
+export interface LazyAdmin {
+  get(): Promise<Admin>;
+  /** Drops the connection (a broken one is rebuilt on the next get()). */
+  reset(): Promise<void>;
+}
+
+export function lazyAdmin(kafka: Kafka, onConnectError: (err: unknown) => unknown = (err) => err): LazyAdmin {
+  let admin: Promise<Admin> | undefined;
+  return {
+    get() {
+      if (!admin) {
+        const a = kafka.admin();
+        admin = a.connect().then(
+          () => a,
+          (err: unknown) => {
+            admin = undefined;
+            throw onConnectError(err);
+          },
+        );
+      }
+      return admin;
+    },
+    async reset() {
+      const a = admin;
+      admin = undefined;
+      if (a) await a.then((x) => x.disconnect()).catch(() => undefined);
     },
   };
 }
