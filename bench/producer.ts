@@ -4,7 +4,8 @@ import { promisify } from 'node:util';
 import { createSchemaCatalog } from '../src/codec/schemas.ts';
 import { createWireEncoder } from '../src/codec/wire.ts';
 import { loadConfig } from '../src/config/config.ts';
-import { createKafka, kafkaConnection } from '../src/kafka/client.ts';
+import { createTopicAdmin } from '../src/kafka/admin.ts';
+import { kafkaConnection } from '../src/kafka/client.ts';
 import { findJava } from '../src/stack/prerequisites.ts';
 import { serverDirs } from '../src/stack/provision.ts';
 import { loadStackSettings, PROJECT_ROOT } from '../src/stack/settings.ts';
@@ -77,12 +78,11 @@ export async function producerVsReference(o: { quick: boolean }): Promise<BenchR
   const ours = summary.sent / (summary.elapsedMs / 1000);
 
   const refTopic = `${prefix}producer-performance`;
-  const admin = createKafka(kafkaConnection(config, 'bench')).admin();
-  await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic: refTopic, numPartitions: partitions }],
-    waitForLeaders: true,
-  });
+  // The topic admin, not kafkajs' createTopics: it waits out KRaft's UNKNOWN_TOPIC_OR_PARTITION.
+  const admin = createTopicAdmin(kafkaConnection(config, 'bench'));
+  await admin.create([
+    { name: refTopic, partitions, replicationFactor: config.topics.replicationFactor, configs: {} },
+  ]);
   const java = await findJava(17, undefined, process.env);
   if (!java) throw new Error('Java 17+ is needed for ProducerPerformance');
   const ref = await run(
@@ -111,10 +111,8 @@ export async function producerVsReference(o: { quick: boolean }): Promise<BenchR
   const m = /(\d+) records sent, ([\d.]+) records\/sec \(([\d.]+) MB\/sec\)/.exec(ref.stdout);
   if (!m) throw new Error(`cannot read ProducerPerformance's result:\n${ref.stdout}`);
   const theirs = Number(m[2]);
-  await admin
-    .deleteTopics({ topics: [refTopic, ...['banking.transactions.v1'].map((t) => prefix + t)] })
-    .catch(() => undefined);
-  await admin.disconnect();
+  await admin.delete([refTopic, `${prefix}banking.transactions.v1`]).catch(() => undefined);
+  await admin.close();
   const mb = (rps: number) => ((rps * recordSize) / 2 ** 20).toFixed(1);
   return [
     {

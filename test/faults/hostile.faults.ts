@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
+import { peakRssMiB } from '../../bench/consumer.ts';
 import { createRegistryClient } from '../../src/codec/registry.ts';
 import { createSchemaCatalog } from '../../src/codec/schemas.ts';
 import { createWireEncoder } from '../../src/codec/wire.ts';
@@ -30,11 +31,6 @@ const HOSTILE = Number(process.env.FAULTS_HOSTILE_RECORDS ?? 5_000);
 const VALID = 5_000;
 /** Far below what one length-prefix bomb would allocate (gigabytes), far above the consumer's normal peak. */
 const RSS_BOUND_MIB = 768;
-
-function peakRssMiB(pid: number): number {
-  const m = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 test(
   `${HOSTILE} hostile payloads among ${VALID} valid records: the consumer stays up, memory bounded, every one accounted for`,
@@ -115,7 +111,7 @@ test(
       },
       600_000,
     );
-    const peak = peakRssMiB(member.child.pid!);
+    const peak = peakRssMiB(fs.readFileSync(`/proc/${member.child.pid!}/status`, 'utf8')) ?? NaN;
     await stopCleanly(member);
 
     const [rows, dead] = [await s.rows(), await s.deadLettered()];
