@@ -379,9 +379,12 @@ describe('monitorsOutcome', () => {
 describe('createMonitorsJob', () => {
   const quiet = { info: () => {}, warn: () => {}, error: () => {} };
   const ctx = (rulesFile: string): JobContext => {
+    // Every endpoint given, so the config never falls back to a local stack's endpoints file: the
+    // test passed only while one was running at the default location.
     const config = loadConfig({
       KAFKA_BROKERS: '127.0.0.1:1',
       SCHEMA_REGISTRY_URL: 'http://127.0.0.1:1',
+      GCP_PROJECT_ID: 'txstream-unit',
       ALERTS_FILE: rulesFile,
     });
     return {
