@@ -4,9 +4,14 @@ import { peekSchemaId } from '../codec/guarded-decoder.ts';
 import { isTxstreamError } from '../errors.ts';
 import type { BatchPolicy } from '../pipeline/batch-policy.ts';
 import { createBatchPolicy, halve } from '../pipeline/batch-policy.ts';
-import type { OffsetTracker } from '../pipeline/offsets.ts';
+import type { OffsetTracker, Outstanding } from '../pipeline/offsets.ts';
 import { createOffsetTracker } from '../pipeline/offsets.ts';
 import type { InsertRow, KafkaLineage, RowResult } from '../pipeline/rows.ts';
+import { createBackoff } from './backoff.ts';
+import { deadLetterOf, logDeadLetters } from './dead-letters.ts';
+import { createGroupControl, isMembershipError } from './group-control.ts';
+
+export { isMembershipError } from './group-control.ts';
 
 // The generic batch runner: fetch → decode → map → micro-batch → sink → commit. Every consumed
 // record ends in the table or the DLQ before its offset can be committed; offsets are committed per
@@ -110,12 +115,7 @@ export interface RunnerOptions {
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
   retry?: { initialMs: number; maxMs: number };
-  /**
-   * Longest stretch of a backoff wait without a heartbeat; default 1000 ms. A wait of up to
-   * retry.maxMs (30 s) in one piece outlived the session (6 s in the fault suite, 30 s by default):
-   * the member was evicted while it waited for the schema registry, and every rejoin re-read what it
-   * had written but not committed.
-   */
+  /** Longest stretch of a backoff wait without a heartbeat; default 1000 ms (see BackoffOptions). */
   heartbeatSliceMs?: number;
   /**
    * Called once for an error that retrying cannot fix (a non-retriable warehouse error such as a
@@ -123,21 +123,6 @@ export interface RunnerOptions {
    * partitions without progress. Without it such errors are only logged.
    */
   onFatal?: (err: Error) => void;
-}
-
-// kafkajs' protocol error types that mean the group took this member's partitions (or is about to).
-const MEMBERSHIP_ERRORS = new Set([
-  'REBALANCE_IN_PROGRESS',
-  'ILLEGAL_GENERATION',
-  'UNKNOWN_MEMBER_ID',
-  'NOT_COORDINATOR_FOR_GROUP',
-  'FENCED_INSTANCE_ID',
-]);
-
-/** True for a kafkajs error saying the group moved on without this member: never retry those. */
-export function isMembershipError(err: unknown): boolean {
-  const type = (err as { type?: unknown } | null)?.type;
-  return typeof type === 'string' && MEMBERSHIP_ERRORS.has(type);
 }
 
 interface Pending {
@@ -152,9 +137,36 @@ interface Pending {
   bytes: number;
 }
 
+/**
+ * stop() could not write and commit everything this member had taken: the records of `outstanding`
+ * are read again after a restart (written twice if they had landed). `cause` is the failure of the
+ * final flush or commit, when there was one.
+ */
+export class UncleanStopError extends Error {
+  readonly outstanding: readonly Outstanding[];
+  constructor(outstanding: readonly Outstanding[], cause?: unknown) {
+    const where = outstanding
+      .map(
+        (p) =>
+          `${p.topic}[${p.partition}] from offset ${p.from}${p.pending ? ` (${p.pending} not written)` : ''}`,
+      )
+      .join(', ');
+    const why = cause === undefined ? '' : `: ${(cause as Error)?.message ?? String(cause)}`;
+    super(
+      `unclean stop: records ${where ? `of ${where} ` : ''}were not committed and are read again after a restart${why}`,
+      cause === undefined ? undefined : { cause },
+    );
+    this.name = 'UncleanStopError';
+    this.outstanding = outstanding;
+  }
+}
+
 export interface Runner {
   start(): Promise<void>;
-  /** Stop fetching, flush, wait for writes, commit, leave the group. */
+  /**
+   * Stop fetching, flush, wait for writes, commit, leave the group. Rejects with UncleanStopError,
+   * after leaving the group all the same, unless every record taken is behind a confirmed commit.
+   */
   stop(): Promise<void>;
   /** Rows buffered and not yet written (for tests and health). */
   buffered(): number;
@@ -168,7 +180,6 @@ export function createRunner(o: RunnerOptions): Runner {
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const random = o.random ?? Math.random;
   const retry = o.retry ?? { initialMs: 200, maxMs: 30_000 };
-  const heartbeatSliceMs = o.heartbeatSliceMs ?? 1000;
   const bindings = new Map(o.bindings.map((b) => [b.topic, b]));
   const tracker: OffsetTracker = createOffsetTracker();
   const policies = new Map<string, BatchPolicy<Pending>>();
@@ -196,34 +207,31 @@ export function createRunner(o: RunnerOptions): Runner {
   let fatal = false;
   /** Per partition held: the high watermark of its last fetch and the first offset fetched. */
   const watermarks = new Map<string, { topic: string; partition: number; high: string; first: string }>();
-  const giveUpEarly = () => stopping || releasing > 0;
+  const backoff = createBackoff({
+    sleep,
+    random,
+    retry,
+    heartbeatSliceMs: o.heartbeatSliceMs ?? 1000,
+    giveUpEarly: () => stopping || releasing > 0,
+    logger: o.logger,
+    ...(o.metrics ? { metrics: o.metrics } : {}),
+  });
+  const { withRetry } = backoff;
+  const group = createGroupControl(o.consumer, o.logger);
+  /**
+   * Rows a write gave up on because the member is stopping, by topic: stop()'s final flush writes them
+   * first. Without this they left the buffer un-acknowledged, a hole no commit of their partition
+   * could pass, and the restart wrote everything after the hole a second time.
+   */
+  const leftovers = new Map<string, Pending>();
+  const recordKey = (p: { topic: string; partition: number; offset: string }) =>
+    `${p.topic}\u0000${p.partition}\u0000${p.offset}`;
 
   function reportFatal(err: unknown): void {
     if (fatal || isMembershipError(err) || !isTxstreamError(err) || err.retriable) return;
     fatal = true;
     o.logger.error({ err: err.message, code: err.code }, 'fatal error: retrying cannot fix it');
     o.onFatal?.(err);
-  }
-
-  /** A heartbeat between retries: ignores transient failures, but not the group taking the partitions. */
-  async function beat(heartbeat: (() => Promise<void>) | undefined): Promise<void> {
-    if (!heartbeat) return;
-    try {
-      await heartbeat();
-    } catch (err) {
-      if (isMembershipError(err)) throw err;
-    }
-  }
-
-  /** A backoff wait in slices of heartbeatSliceMs, heartbeating after each, so the member stays in the group. */
-  async function pause(ms: number, heartbeat: (() => Promise<void>) | undefined): Promise<void> {
-    let left = ms;
-    do {
-      const step = heartbeat ? Math.min(left, heartbeatSliceMs) : left;
-      await sleep(step);
-      left -= step;
-      await beat(heartbeat);
-    } while (left > 0);
   }
 
   /** One write or commit at a time: eachBatch and the linger timer would otherwise interleave. */
@@ -236,53 +244,15 @@ export function createRunner(o: RunnerOptions): Runner {
     return run;
   }
 
-  async function withRetry<T>(
-    what: string,
-    fn: () => Promise<T>,
-    heartbeat?: () => Promise<void>,
-  ): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        const retriable = isTxstreamError(err) ? err.retriable : !isMembershipError(err);
-        if (!retriable || (giveUpEarly() && attempt >= 3)) throw err;
-        // Full jitter: many members retrying against one quota must not synchronise.
-        const cap = Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt, 16));
-        const wait = Math.round(random() * cap);
-        o.logger.warn(
-          { what, attempt, waitMs: wait, err: (err as Error).message },
-          'transient failure, retrying',
-        );
-        o.metrics?.retried(what);
-        await pause(wait, heartbeat);
-      }
-    }
-  }
-
   function ackAll(items: readonly { topic: string; partition: number; offset: string }[]): void {
     for (const i of items) tracker.ack(i.topic, i.partition, i.offset);
-  }
-
-  function deadLetterOf(
-    p: Pending,
-    stage: DeadLetter['error']['stage'],
-    code: string,
-    reason: string,
-  ): DeadLetter {
-    return {
-      source: { topic: p.topic, partition: p.partition, offset: p.offset, timestamp: p.timestamp },
-      key: p.message.key ?? null,
-      value: p.message.value ?? null,
-      headers: p.message.headers,
-      error: { code, reason, stage },
-      schemaId: p.schemaId,
-    };
   }
 
   /**
    * Writes one batch; rows the warehouse refuses go to the DLQ; too-large requests are split. A
    * retriable failure re-sends only the rows the sink did not report as settled (see RunnerSink).
+   * When it gives up, the rows that landed are acknowledged all the same and, if the member is
+   * stopping, the others are kept for stop()'s final flush (see `leftovers`).
    */
   async function write(
     binding: TopicBinding,
@@ -292,8 +262,57 @@ export function createRunner(o: RunnerOptions): Runner {
     if (items.length === 0) return;
     const started = now();
     const results: (SinkRowResult | undefined)[] = items.map(() => undefined);
+    try {
+      const halves = await send(binding, items, results, heartbeat);
+      for (const h of halves) await write(binding, h, heartbeat);
+    } catch (err) {
+      settleLanded(binding, items, results);
+      if (stopping) keepForStop(items);
+      throw err;
+    }
+    const own = items.filter((_, i) => results[i] !== undefined);
+    if (own.length === 0) return;
+    const rejected: DeadLetter[] = [];
+    const landed: Pending[] = [];
+    items.forEach((item, i) => {
+      const r = results[i];
+      if (!r) return; // written by a recursive call for a half
+      if (r.ok) landed.push(item);
+      else rejected.push(deadLetterOf(item, 'warehouse', 'WAREHOUSE_REJECTED', r.reason ?? 'rejected'));
+    });
+    if (rejected.length) {
+      try {
+        await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
+      } catch (err) {
+        settleLanded(binding, items, results);
+        if (stopping) keepForStop(items);
+        throw err;
+      }
+    }
+    ackAll(own);
+    o.metrics?.insertLatency(
+      now() - started,
+      own.length,
+      own.reduce((sum, p) => sum + p.bytes, 0),
+    );
+    countLanded(binding, landed);
+    if (rejected.length) {
+      o.metrics?.deadLettered(binding.topic, rejected.length);
+      logDeadLetters(o.logger, rejected);
+    }
+  }
+
+  /**
+   * The insert requests of one batch with their retries; fills `results` (index-aligned with items)
+   * and returns the halves of a request the warehouse refused as too large, still to be written.
+   */
+  async function send(
+    binding: TopicBinding,
+    items: Pending[],
+    results: (SinkRowResult | undefined)[],
+    heartbeat?: () => Promise<void>,
+  ): Promise<Pending[][]> {
     let pending = items.map((_, i) => i);
-    const halves: Pending[][] = [];
     for (let attempt = 0; pending.length > 0; attempt++) {
       o.metrics?.inFlight(1);
       try {
@@ -311,17 +330,12 @@ export function createRunner(o: RunnerOptions): Runner {
         pending = pending.filter((i) => results[i] === undefined);
         if (isTxstreamError(err, 'REQUEST_TOO_LARGE')) {
           const split = halve(pending.map((i) => items[i]!));
-          if (split) halves.push(...split);
-          else for (const i of pending) results[i] = { ok: false, reason: (err as Error).message };
-          pending = [];
-          break;
+          if (split) return split;
+          for (const i of pending) results[i] = { ok: false, reason: (err as Error).message };
+          return [];
         }
-        const retriable = isTxstreamError(err) ? err.retriable : true;
-        if (!retriable || (giveUpEarly() && attempt >= 3)) throw err;
-        // Full jitter: many members retrying against one quota must not synchronise.
-        const wait = Math.round(
-          random() * Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(attempt, 16)),
-        );
+        if (backoff.givesUp(err, attempt)) throw err;
+        const wait = backoff.delay(attempt);
         o.logger.warn(
           {
             what: `insert ${binding.table}`,
@@ -333,79 +347,70 @@ export function createRunner(o: RunnerOptions): Runner {
           'transient failure, retrying',
         );
         o.metrics?.retried('insert');
-        await pause(wait, heartbeat);
+        await backoff.wait(wait, heartbeat);
       } finally {
         o.metrics?.inFlight(-1);
       }
     }
-    for (const h of halves) await write(binding, h, heartbeat);
-    const own = items.filter((_, i) => results[i] !== undefined);
-    if (own.length === 0) return;
-    const rejected: DeadLetter[] = [];
-    const landed: Pending[] = [];
-    items.forEach((item, i) => {
-      const r = results[i];
-      if (!r) return; // written by a recursive call for a half
-      if (r.ok) landed.push(item);
-      else rejected.push(deadLetterOf(item, 'warehouse', 'WAREHOUSE_REJECTED', r.reason ?? 'rejected'));
-    });
-    if (rejected.length) await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
-    ackAll(own);
-    o.metrics?.insertLatency(
-      now() - started,
-      own.length,
-      own.reduce((sum, p) => sum + p.bytes, 0),
+    return [];
+  }
+
+  /** Acknowledges the rows of an abandoned write that the warehouse took, so nothing writes them again. */
+  function settleLanded(
+    binding: TopicBinding,
+    items: readonly Pending[],
+    results: readonly (SinkRowResult | undefined)[],
+  ): void {
+    const landed = items.filter(
+      (p, i) => results[i]?.ok === true && tracker.awaiting(p.topic, p.partition, p.offset),
     );
+    ackAll(landed);
+    if (landed.length) countLanded(binding, landed);
+  }
+
+  function keepForStop(items: readonly Pending[]): void {
+    for (const p of items)
+      if (tracker.awaiting(p.topic, p.partition, p.offset)) leftovers.set(recordKey(p), p);
+  }
+
+  /** The leftovers of a topic, taken out to be written again. */
+  function takeLeftovers(topic: string): Pending[] {
+    const taken: Pending[] = [];
+    for (const [key, p] of leftovers)
+      if (p.topic === topic) {
+        leftovers.delete(key);
+        taken.push(p);
+      }
+    return taken;
+  }
+
+  function countLanded(binding: TopicBinding, landed: readonly Pending[]): void {
     o.metrics?.inserted(
       binding.topic,
       landed.length,
       landed.reduce((sum, p) => sum + p.bytes, 0),
     );
-    if (rejected.length) {
-      o.metrics?.deadLettered(binding.topic, rejected.length);
-      logDeadLetters(rejected);
-    }
     const wall = wallMicros() / 1000;
     for (const l of landed) o.metrics?.endToEnd(wall - Number(l.timestamp));
-  }
-
-  /** One warning per partition and error code, with the offsets: what an operator greps for. */
-  function logDeadLetters(entries: readonly DeadLetter[]): void {
-    const groups = new Map<string, { d: DeadLetter; offsets: string[] }>();
-    for (const d of entries) {
-      const key = `${d.source.topic}\u0000${d.source.partition}\u0000${d.error.code}`;
-      const g = groups.get(key);
-      if (g) g.offsets.push(d.source.offset);
-      else groups.set(key, { d, offsets: [d.source.offset] });
-    }
-    for (const { d, offsets } of groups.values())
-      o.logger.warn(
-        {
-          topic: d.source.topic,
-          partition: d.source.partition,
-          offsets: offsets.slice(0, 20),
-          count: offsets.length,
-          code: d.error.code,
-          stage: d.error.stage,
-          reason: d.error.reason,
-        },
-        'records dead-lettered',
-      );
   }
 
   async function commit(): Promise<void> {
     const offsets = tracker.committable();
     if (offsets.length === 0) return;
-    await o.consumer.commitOffsets(offsets);
+    await group.commit(offsets);
     tracker.markCommitted(offsets);
   }
 
   /** Flushes every table whose batch is due (or all of them), then commits what became contiguous. */
   async function flush(all: boolean, heartbeat?: () => Promise<void>): Promise<void> {
     for (const [topic, policy] of policies) {
+      const binding = bindings.get(topic)!;
+      const left = takeLeftovers(topic);
+      for (let i = 0; i < left.length; i += o.batch.maxRows)
+        await write(binding, left.slice(i, i + o.batch.maxRows), heartbeat);
       const due = policy.untilNext();
       if (due === undefined || (!all && due > 0)) continue;
-      await write(bindings.get(topic)!, policy.flush(), heartbeat);
+      await write(binding, policy.flush(), heartbeat);
     }
     await withRetry('commit', commit, heartbeat);
   }
@@ -442,7 +447,8 @@ export function createRunner(o: RunnerOptions): Runner {
     joinPending = true;
     joined = serialized(async () => {
       joinPending = false;
-      let dropped = 0;
+      let dropped = leftovers.size;
+      leftovers.clear();
       for (const p of policies.values()) dropped += p.clear();
       let unacked = 0;
       for (const w of watermarks.values()) unacked += tracker.revoke(w.topic, w.partition);
@@ -463,24 +469,31 @@ export function createRunner(o: RunnerOptions): Runner {
       if (d !== undefined) next = next === undefined ? d : Math.min(next, d);
     }
     if (next === undefined) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      let paused: { topic: string }[] | undefined;
-      const pauseOnRetry = async () => {
-        if (paused || stopping) return;
-        paused = [...bindings.keys()].map((topic) => ({ topic }));
-        o.consumer.pause(paused);
-      };
-      serialized(() => flush(false, pauseOnRetry))
-        .catch((err: unknown) => {
-          reportFatal(err);
-          o.logger.error({ err: (err as Error).message }, 'flush failed');
-        })
-        .finally(() => {
-          if (paused && !stopping) o.consumer.resume(paused);
-          schedule();
-        });
-    }, next);
+    timer = setTimeout(() => void lingerFlush(), next);
+  }
+
+  /**
+   * A write started by the linger timer. It must not reject: nothing awaits it, and an unhandled
+   * rejection ends the process (a SIGKILL in effect). kafkajs' pause/resume throw between a crash and
+   * its restart, hence the group control's guarded calls.
+   */
+  async function lingerFlush(): Promise<void> {
+    timer = undefined;
+    let paused: { topic: string }[] | undefined;
+    const pauseOnRetry = async () => {
+      if (paused || stopping) return;
+      const topics = [...bindings.keys()].map((topic) => ({ topic }));
+      if (group.pause(topics)) paused = topics;
+    };
+    try {
+      await serialized(() => flush(false, pauseOnRetry));
+    } catch (err) {
+      reportFatal(err);
+      o.logger.error({ err: (err as Error).message }, 'flush failed');
+    } finally {
+      if (paused && !stopping) group.resume(paused);
+      schedule();
+    }
   }
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
@@ -509,7 +522,7 @@ export function createRunner(o: RunnerOptions): Runner {
       let tick: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([done, new Promise<void>((r) => (tick = setTimeout(r, 1000)))]);
       clearTimeout(tick);
-      if (!settled) await beat(heartbeat);
+      if (!settled) await backoff.beat(heartbeat);
     }
     return work;
   }
@@ -552,13 +565,11 @@ export function createRunner(o: RunnerOptions): Runner {
       };
       const decoded = o.decoder.decode(message.value);
       if (!decoded.ok) {
-        dead.push(deadLetterOf(base as Pending, 'decode', decoded.code, decoded.reason));
+        dead.push(deadLetterOf(base, 'decode', decoded.code, decoded.reason));
       } else {
         const mapped = binding.map(decoded.value, { ...lineage, schemaId: decoded.schemaId }, wallMicros());
         if (!mapped.ok) {
-          dead.push(
-            deadLetterOf(base as Pending, 'map', 'INVALID_RECORD', `${mapped.field}: ${mapped.reason}`),
-          );
+          dead.push(deadLetterOf(base, 'map', 'INVALID_RECORD', `${mapped.field}: ${mapped.reason}`));
         } else {
           const item: Pending = {
             ...base,
@@ -596,7 +607,7 @@ export function createRunner(o: RunnerOptions): Runner {
           await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);
           ackAll(dead.map((d) => d.source));
           o.metrics?.deadLettered(batch.topic, dead.length);
-          logDeadLetters(dead);
+          logDeadLetters(o.logger, dead);
         }),
         heartbeat,
       );
@@ -633,15 +644,22 @@ export function createRunner(o: RunnerOptions): Runner {
       // kafkajs forgets the group on stop(), after which nothing can be committed. So: no new batches
       // (pause, and the loop above breaks), wait for the batch in progress, write and commit
       // everything while still a member, and only then leave the group.
-      o.consumer.pause([...bindings.keys()].map((topic) => ({ topic })));
+      group.pause([...bindings.keys()].map((topic) => ({ topic })));
       await inBatch?.catch(() => undefined);
+      let failure: unknown;
       try {
         await serialized(() => flush(true));
+      } catch (err) {
+        failure = err;
       } finally {
         // Leave the group even when the last flush failed: its records were not committed and are
         // read again by whoever gets the partitions.
         await o.consumer.disconnect();
       }
+      // Clean only if every record this member took is behind a commit the coordinator confirmed:
+      // otherwise a restart reads some of them again, and whoever runs this must be told.
+      const left = tracker.outstanding();
+      if (failure !== undefined || left.length > 0) throw new UncleanStopError(left, failure);
     },
     buffered: () => [...policies.values()].reduce((n, p) => n + p.size, 0),
     lag: () =>

@@ -98,6 +98,8 @@ class PartitionWindow {
   pending = 0;
   /** Highest offset ever tracked: later fetches must go above it. */
   last: bigint | undefined = undefined;
+  /** First offset ever tracked (where a re-read starts when nothing was committed). */
+  first: bigint | undefined = undefined;
   /** Highest contiguous acknowledged offset + 1; undefined until the first tracked offset is acked. */
   commitPoint: bigint | undefined = undefined;
   /** What the runner reported as committed; committable() offers only what goes beyond it. */
@@ -110,6 +112,7 @@ class PartitionWindow {
     this.tail++;
     this.pending++;
     this.last = offset;
+    this.first ??= offset;
   }
 
   private makeRoom(): void {
@@ -164,6 +167,15 @@ class PartitionWindow {
   }
 }
 
+/** One partition's records that a restart would read again; see OffsetTracker.outstanding. */
+export interface Outstanding {
+  topic: string;
+  partition: number;
+  from: string;
+  last: string;
+  pending: number;
+}
+
 export interface OffsetTracker {
   /**
    * Records that a consumed record is now the runner's responsibility. Offsets of a partition must
@@ -205,6 +217,15 @@ export interface OffsetTracker {
   pending(topic: string, partition: number): number;
   /** Tracked-but-unacknowledged records over all partitions held. */
   pendingTotal(): number;
+  /** True when the record was tracked and is not acknowledged yet (false once revoked). */
+  awaiting(topic: string, partition: number, offset: string | bigint): boolean;
+  /**
+   * Partitions held with tracked records not behind a recorded commit (un-acknowledged, or acknowledged
+   * beyond what markCommitted recorded): offsets `from` (the recorded commit, else the first offset
+   * tracked: where a restart reads again) to `last` (the last tracked), `pending` of them not
+   * acknowledged. Empty means every tracked record is committed: what a clean stop requires.
+   */
+  outstanding(): Outstanding[];
   /**
    * Entries the partition's window holds: from its first un-acknowledged record to its last tracked
    * one. Bounded by the span of records in flight, whatever the partition's history; for metrics.
@@ -324,6 +345,31 @@ export function createOffsetTracker(): OffsetTracker {
 
     pendingTotal() {
       return pendingTotal;
+    },
+
+    awaiting(topic, partition, offset) {
+      const window = find(topic, partition);
+      if (window === undefined) return false;
+      const i = window.indexOf(parseOffset(offset));
+      return i >= 0 && window.acked[i] === 0;
+    },
+
+    outstanding() {
+      const result: Outstanding[] = [];
+      for (const [topic, partitions] of topics)
+        for (const [partition, w] of partitions) {
+          if (w.last === undefined) continue;
+          const from = w.committed ?? w.first!;
+          if (w.pending === 0 && from > w.last) continue;
+          result.push({
+            topic,
+            partition,
+            from: from.toString(),
+            last: w.last.toString(),
+            pending: w.pending,
+          });
+        }
+      return result;
     },
 
     windowLength(topic, partition) {

@@ -4,7 +4,7 @@ import type { TestContext } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
 import type { Consumer, ConsumerRunConfig, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { GuardedDecodeResult, GuardedDecoder } from '../../../src/codec/guarded-decoder.ts';
-import { createRunner, isMembershipError } from '../../../src/consumers/runner.ts';
+import { createRunner, isMembershipError, UncleanStopError } from '../../../src/consumers/runner.ts';
 import type {
   DeadLetter,
   Runner,
@@ -14,7 +14,7 @@ import type {
   SinkRowResult,
   TopicBinding,
 } from '../../../src/consumers/runner.ts';
-import { TxstreamError } from '../../../src/errors.ts';
+import { isTxstreamError, TxstreamError } from '../../../src/errors.ts';
 import type { InsertRow } from '../../../src/pipeline/rows.ts';
 
 // The batch runner driven through fakes of everything it talks to: a kafkajs Consumer that hands
@@ -80,7 +80,11 @@ const idsOf = (rows: readonly Row[]) => rows.map((r) => r.insertId);
 function fakeConsumer(log: string[]) {
   const listeners = new Map<string, ((event: unknown) => void)[]>();
   const c = {
-    events: { GROUP_JOIN: 'consumer.group_join', REBALANCING: 'consumer.rebalancing' },
+    events: {
+      GROUP_JOIN: 'consumer.group_join',
+      REBALANCING: 'consumer.rebalancing',
+      COMMIT_OFFSETS: 'consumer.commit_offsets',
+    },
     subscriptions: [] as unknown[],
     config: undefined as ConsumerRunConfig | undefined,
     pauses: [] as { topic: string }[][],
@@ -91,6 +95,11 @@ function fakeConsumer(log: string[]) {
     /** Errors for the next commits, one each; then `commitAlwaysFails` if set. */
     commitFailures: [] as Error[],
     commitAlwaysFails: undefined as Error | undefined,
+    /**
+     * kafkajs 2.2.4 between a crash and its restart: commitOffsets resolves without committing (its
+     * runner is not running) and pause()/resume() throw, the consumer group being gone.
+     */
+    crashed: false,
     disconnects: 0,
     on(event: string, listener: (event: unknown) => void) {
       listeners.set(event, [...(listeners.get(event) ?? []), listener]);
@@ -106,10 +115,12 @@ function fakeConsumer(log: string[]) {
       c.config = config;
     },
     pause(topics: { topic: string }[]) {
+      if (c.crashed) throw new Error('Consumer group was not initialized, consumer#run must be called first');
       c.pauses.push(topics);
       log.push(`pause ${topics.map((t) => t.topic).join(',')}`);
     },
     resume(topics: { topic: string }[]) {
+      if (c.crashed) throw new Error('Consumer group was not initialized, consumer#run must be called first');
       c.resumes.push(topics);
       log.push(`resume ${topics.map((t) => t.topic).join(',')}`);
     },
@@ -118,12 +129,28 @@ function fakeConsumer(log: string[]) {
       await turn();
       const failure = c.commitFailures.shift() ?? c.commitAlwaysFails;
       const what = offsets.map((o) => `${o.topic}/${o.partition}@${o.offset}`).join(',');
+      if (c.crashed) {
+        log.push(`commit ignored ${what}`);
+        return;
+      }
       if (failure) {
         log.push(`commit failed ${what}`);
         throw failure;
       }
       c.commits.push(offsets.map((o) => ({ ...o })));
       log.push(`commit ${what}`);
+      // As kafkajs' offset manager does once the coordinator answered: the only sign of a real commit.
+      c.emit(c.events.COMMIT_OFFSETS, {
+        groupId: 'g',
+        memberId: 'm',
+        groupGenerationId: 1,
+        topics: [...new Set(offsets.map((o) => o.topic))].map((topic) => ({
+          topic,
+          partitions: offsets
+            .filter((o) => o.topic === topic)
+            .map((o) => ({ partition: String(o.partition), offset: o.offset })),
+        })),
+      });
     },
     async disconnect() {
       c.disconnects++;
@@ -531,8 +558,9 @@ describe('createRunner', () => {
     const b = batchOf(h, TX, 0, [{ offset: 0, value: null }, 1]);
     await assert.rejects(h.consumer.deliver(b.payload), refused);
     assert.deepEqual(h.fatal, [refused]);
-    await h.runner.stop();
-    // Row 1 landed at stop, but record 0 is neither in the table nor in the DLQ: no commit may pass it.
+    // Row 1 lands at stop, but record 0 is neither in the table nor in the DLQ: no commit may pass
+    // it, and the stop says so.
+    await assert.rejects(h.runner.stop(), UncleanStopError);
     assert.deepEqual(
       h.sink.calls.map((c) => c.ids),
       [['tx-0-1']],
@@ -1009,7 +1037,10 @@ describe('createRunner', () => {
     h.sink.otherwise = () => {
       throw denied;
     };
-    await assert.rejects(h.runner.stop(), denied);
+    await assert.rejects(
+      h.runner.stop(),
+      (err: unknown) => err instanceof UncleanStopError && err.cause === denied,
+    );
     assert.equal(h.consumer.disconnects, 1);
     assert.equal(h.consumer.commitAttempts, 0);
   });
@@ -1020,7 +1051,11 @@ describe('createRunner', () => {
     h.sink.otherwise = () => {
       throw unavailable();
     };
-    await assert.rejects(h.runner.stop(), (err: unknown) => err instanceof TxstreamError && err.retriable);
+    await assert.rejects(
+      h.runner.stop(),
+      (err: unknown) =>
+        err instanceof UncleanStopError && isTxstreamError(err.cause, 'WAREHOUSE_UNAVAILABLE'),
+    );
     assert.equal(h.sink.calls.length, 4);
     assert.equal(h.sleeps.length, 3);
     assert.equal(h.consumer.disconnects, 1);
@@ -1095,6 +1130,126 @@ describe('createRunner', () => {
     assert.deepEqual(h.decoder.prepared, [[42], [42]]);
     assert.deepEqual(h.metricsOf('retried'), [['fetch schemas']]);
     assert.deepEqual(commitsOf(h), ['tx/0@1']);
+  });
+});
+
+describe('createRunner: stopping cleanly, or saying it did not', () => {
+  it('writes again at stop the rows a linger-timer write gave up on, so the restart writes nothing twice', async (t) => {
+    const h = await setup(t, { maxRows: 10, lingerMs: 500, holdSleeps: true });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    // BigQuery answers 429 four times (the first try and the three retries a stop allows), then recovers.
+    for (let i = 0; i < 4; i++)
+      h.sink.steps.push(() => {
+        throw unavailable();
+      });
+    await h.advance(500);
+    assert.equal(h.sleeps.length, 1, 'the linger-timer write is backing off');
+    // Offset 2 arrives meanwhile; its batch waits for the chain.
+    const late = h.consumer.deliver(batchOf(h, TX, 0, [2]).payload);
+    await settle();
+    const stopping = h.runner.stop();
+    for (let i = 0; i < 10; i++) await h.wake();
+    await late;
+    await stopping;
+    // Today's failure: the timer write's rows left the buffer un-acknowledged, stop() wrote offset 2
+    // and could commit nothing past the hole, yet resolved as a clean stop.
+    assert.deepEqual(commitsOf(h), ['tx/0@3']);
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids.join(',')),
+      ['tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-2'],
+    );
+    assert.equal(h.consumer.disconnects, 1);
+  });
+
+  it('stop() reports an unclean stop when records are left uncommitted after its final flush', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    h.sink.otherwise = () => {
+      throw unavailable();
+    };
+    await assert.rejects(h.runner.stop(), (err: unknown) => {
+      assert.ok(err instanceof UncleanStopError, String(err));
+      assert.match(err.message, /tx\[0\] from offset 0 \(2 not written\) were not committed/);
+      assert.ok(isTxstreamError(err.cause, 'WAREHOUSE_UNAVAILABLE'), 'the flush failure is the cause');
+      return true;
+    });
+    assert.equal(h.consumer.disconnects, 1, 'it still leaves the group');
+    assert.equal(h.consumer.commitAttempts, 0);
+  });
+
+  it('marks a commit done only once the broker confirmed it: kafkajs returns quietly when not running', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    // kafkajs crashed and has not restarted: commitOffsets resolves without committing anything.
+    h.consumer.crashed = true;
+    await assert.rejects(h.runner.stop(), (err: unknown) => {
+      assert.ok(err instanceof UncleanStopError, String(err));
+      assert.match(err.message, /tx\[0\] from offset 0 were not committed/);
+      assert.match(String((err.cause as Error | undefined)?.message), /not confirmed/);
+      return true;
+    });
+    assert.equal(h.consumer.commitAttempts, 1, 'an unconfirmed commit is not retried');
+    assert.deepEqual(h.consumer.commits, []);
+    // What the group has committed is still nothing: lag() must not count the ignored commit.
+    assert.deepEqual(
+      h.runner.lag().map((l) => l.lag),
+      [1],
+    );
+    assert.equal(h.consumer.disconnects, 1);
+  });
+
+  it('a clean stop with nothing pending resolves', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    await h.runner.stop();
+    assert.deepEqual(commitsOf(h), ['tx/0@1']);
+  });
+});
+
+describe('createRunner: kafkajs between a crash and its restart', () => {
+  it('a linger-timer write finishing while the group is gone does not reject unhandled', async (t) => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    t.after(() => void process.off('unhandledRejection', onUnhandled));
+    const h = await setup(t, { maxRows: 10, lingerMs: 500, holdSleeps: true });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    h.sink.steps.push(
+      () => {
+        throw unavailable();
+      },
+      (rows) => {
+        // kafkajs crashed while the retry was on the wire (a retriable crash: it restarts itself
+        // later); its consumer group is gone until then.
+        h.consumer.crashed = true;
+        return ok(rows);
+      },
+    );
+    await h.advance(500);
+    await h.wake();
+    await until('the write to land', () => h.sink.calls.length === 2);
+    assert.equal(h.consumer.pauses.length, 1, 'the retry paused the topics');
+    await settle();
+    await new Promise<void>((r) => setImmediate(r));
+    assert.deepEqual(unhandled, []);
+    assert.ok(
+      h.log.some((l) => l === 'warn could not resume the paused topics'),
+      'the failed resume is logged',
+    );
+  });
+
+  it('stop() still flushes and leaves the group when pause() throws', async (t) => {
+    const h = await setup(t, { maxRows: 10 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    h.consumer.crashed = true;
+    // The crash left nothing committable (the commit is ignored), so the stop is unclean, but it is a
+    // stop: the rows were written and the member left.
+    await assert.rejects(h.runner.stop(), UncleanStopError);
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids.join(',')),
+      ['tx-0-0'],
+    );
+    assert.equal(h.consumer.disconnects, 1);
   });
 });
 

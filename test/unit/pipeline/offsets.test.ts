@@ -237,6 +237,35 @@ describe('offset tracker', () => {
     ]);
   });
 
+  it('lists what a restart would read again until every tracked record is behind a recorded commit', () => {
+    const t = createOffsetTracker();
+    assert.deepEqual(t.outstanding(), []);
+    for (const o of [5, 6, 7]) t.track('a', 0, String(o));
+    t.track('b', 1, '0');
+    assert.equal(t.awaiting('a', 0, '6'), true);
+    t.ack('a', 0, '6');
+    assert.equal(t.awaiting('a', 0, '6'), false, 'acknowledged');
+    assert.equal(t.awaiting('a', 0, '8'), false, 'never tracked');
+    assert.deepEqual(t.outstanding(), [
+      { topic: 'a', partition: 0, from: '5', last: '7', pending: 2 },
+      { topic: 'b', partition: 1, from: '0', last: '0', pending: 1 },
+    ]);
+    t.ack('a', 0, '5');
+    t.ack('a', 0, '7');
+    t.ack('b', 1, '0');
+    // Everything acknowledged, nothing committed: still outstanding, with nothing pending.
+    assert.deepEqual(t.outstanding(), [
+      { topic: 'a', partition: 0, from: '5', last: '7', pending: 0 },
+      { topic: 'b', partition: 1, from: '0', last: '0', pending: 0 },
+    ]);
+    t.markCommitted([{ topic: 'a', partition: 0, offset: '7' }]);
+    assert.deepEqual(t.outstanding()[0], { topic: 'a', partition: 0, from: '7', last: '7', pending: 0 });
+    t.markCommitted(t.committable());
+    assert.deepEqual(t.outstanding(), []);
+    t.revoke('a', 0);
+    assert.equal(t.awaiting('a', 0, '5'), false, 'revoked');
+  });
+
   it('keeps only the un-acknowledged span in memory on a long in-order run', () => {
     const tracker = createOffsetTracker();
     const inFlight = 64;
