@@ -15,12 +15,26 @@ import { classifyInsertError } from './sink.ts';
 //
 // Why it is built this way:
 // - No insertId deduplication exists for load jobs, so the job id is the idempotency key: sha256 of
-//   dataset, table and every insertId of the file, plus an attempt number. Before uploading, the sink
-//   asks BigQuery for that id (jobs.get); an existing job is waited for and its outcome reused instead
-//   of loading the rows again, and a 409 on upload is answered the same way. So after an ambiguous
-//   failure (upload timed out, connection dropped, job still running at our deadline) the caller's
-//   retry with the same rows finds the first job. A job that failed for a passing reason has used its
-//   id; the next attempt number takes over, found again the same way on every replay.
+//   dataset, table and, for every row of the file, its insertId and its NDJSON line, plus an attempt
+//   number. Before uploading, the sink asks BigQuery for that id (jobs.get); an existing job is waited
+//   for and its outcome reused instead of loading the rows again, and a 409 on upload is answered the
+//   same way. So after an ambiguous failure (upload timed out, connection dropped, job still running
+//   at our deadline) the caller's retry with the same rows finds the first job. A job that failed for
+//   a passing reason has used its id; the next attempt number takes over, found again the same way on
+//   every replay.
+// - A job is reused only for the same rows, not for the same offsets: the insertId
+//   (topic-partition-offset) names other records once a topic is deleted and created again, the same
+//   offsets come round again when a group is reset to reload a table after a DELETE or TRUNCATE (the
+//   table's creationTime does not change), and another environment with the same topic names may
+//   write to the same dataset. A job found for those offsets says nothing about these rows being in
+//   the table now; taking it acknowledged rows that were never loaded. Hence the line in the id: it
+//   holds the record's values and the ingestion time (created_at) the runner stamps when it maps a
+//   record, so a retry of one call's rows (the runner re-sends the rows it mapped) finds its job, and
+//   records read again, by this process or another, get other ids and are loaded. For rows that come
+//   round again byte for byte all the same (a mapper without an ingestion time, a clock set back), a
+//   finished job counts only within `maxJobReuseAgeMs` (24 h) of its end, in the memo as when found by
+//   id: long enough for the runner's retries through a long outage; past it the rows are loaded again
+//   (a duplicate at worst, never a loss). A job still running always counts.
 // - The isolation of bad rows is a deterministic function of the rows, and every job of it has such an
 //   id, so a replay after any throw redoes nothing that finished: finished jobs are found by id (and,
 //   within the process, in a memo, which is also what makes replays safe on the emulator). That is why
@@ -44,23 +58,25 @@ import { classifyInsertError } from './sink.ts';
 //   a JSON string, so the text is spliced in raw (validated first). JSON columns come from the table
 //   schema and from `jsonColumns`, because the emulator reports them as STRING. The file is bounded by
 //   `maxFileBytes` (REQUEST_TOO_LARGE otherwise: the caller halves the batch).
-// - Limits: job ids deduplicate a retry of the same rows, within BigQuery's job history. After a crash
-//   the re-consumed records form other batches (other ids), so rows loaded but not yet committed are
-//   loaded again: at-least-once across restarts, like insertAll once its best-effort dedup window has
-//   passed. A job found by id that is older than the table (dropped and created again since) or that
-//   wrote elsewhere does not count; the next attempt number is used instead.
+// - Limits: job ids deduplicate a retry of the same rows, within `maxJobReuseAgeMs`. After a crash or a
+//   rebalance the re-consumed records are mapped again (new ingestion time) and form other batches, so
+//   their ids differ and rows loaded but not yet committed are loaded again: at-least-once across
+//   restarts, like insertAll once its best-effort dedup window has passed. A job found by id that is
+//   older than the table (dropped and created again since), that wrote elsewhere or that finished
+//   longer than `maxJobReuseAgeMs` ago does not count; the next attempt number is used instead.
 // - Waiting: the upload and the polling share one deadline per job (`jobTimeoutMs`); polling backs off
 //   from `pollIntervalMs.initial` to `.max`. Progress goes to the logger at debug level, if one is given.
 //
 // Emulator (bqemulator 1.4.0) findings: multipart upload works, runs the load synchronously and
 // answers with the finished job, but ignores the requested job id (it mints bqemu_<hex>), so jobs.get
 // on our id is always 404 and a duplicate id never gets 409: across processes the emulator cannot show
-// the job-id deduplication (within a process the memo does). jobs.insert with a jobId re-runs and
-// overwrites an existing job instead of answering 409. A bad value fails the whole job with reason
-// 'invalid' and stores nothing (DuckDB COPY is atomic), without byte positions. Unknown fields are
-// ignored (BigQuery rejects them, hence the check before loading), a missing table answers 'invalid'
-// instead of notFound, outputRows is the table's row count, not the job's, and JSON columns are
-// reported as STRING by tables.get.
+// the job-id deduplication (within a process the memo, keyed by the same ids, does; its entries age
+// from the job's endTime, which the emulator reports in epoch ms like BigQuery). jobs.insert with a
+// jobId re-runs and overwrites an existing job instead of answering 409. A bad value fails the whole
+// job with reason 'invalid' and stores nothing (DuckDB COPY is atomic), without byte positions.
+// Unknown fields are ignored (BigQuery rejects them, hence the check before loading), a missing table
+// answers 'invalid' instead of notFound, outputRows is the table's row count, not the job's, and JSON
+// columns are reported as STRING by tables.get.
 
 /** The part of @google-cloud/bigquery's Table the sink uses; tests pass a fake. */
 export interface LoadJobTable {
@@ -112,8 +128,15 @@ export interface LoadJobSinkOptions {
   jobTimeoutMs?: number;
   /** Polling backoff for a running job. Default 500 ms doubling to 5 s. */
   pollIntervalMs?: { initial: number; max: number };
+  /**
+   * A finished job found by id (or remembered) counts for its rows only this long after it ended;
+   * an older one is passed over and the rows are loaded by the next attempt number. Default 24 hours.
+   */
+  maxJobReuseAgeMs?: number;
   /** Monotonic ms clock for deadlines; injected for tests. */
   now?: () => number;
+  /** Wall clock (epoch ms) for the age of jobs; injected for tests. Default Date.now. */
+  wallNow?: () => number;
   /** Injected for tests; default a real timer. */
   sleep?: (ms: number) => Promise<void>;
   logger?: LoadSinkLogger;
@@ -131,6 +154,13 @@ export const DEFAULT_MAX_JOBS_PER_INSERT = 16;
 export const DEFAULT_MAX_ATTEMPTS_PER_PIECE = 20;
 export const DEFAULT_JOB_TIMEOUT_MS = 600_000;
 export const DEFAULT_POLL_INTERVAL_MS = Object.freeze({ initial: 500, max: 5000 });
+/**
+ * Reuse of a finished job is for a retry of the same call, which the runner repeats (with backoff,
+ * partitions paused) until the warehouse answers again: a day covers a long outage. Past that, the
+ * rows may have been deleted since (BigQuery keeps job history for 6 months), and loading them again
+ * risks a duplicate where reusing the job would risk a loss.
+ */
+export const DEFAULT_MAX_JOB_REUSE_AGE_MS = 24 * 60 * 60 * 1000;
 
 /** The load configuration of every job: append to the existing table, all rows or none. */
 export const LOAD_CONFIGURATION = Object.freeze({
@@ -148,19 +178,27 @@ const MAX_REASON_CHARS = 1000;
 // ---------------------------------------------------------------------------------------------------
 // Pure parts.
 
+/** A row as its load job's id sees it: its insertId and the NDJSON line uploaded for it. */
+export interface LoadJobRow {
+  readonly insertId: string;
+  readonly line: string;
+}
+
 /**
  * The deterministic id of the load jobs for exactly these rows (in this order) of dataset.table,
- * without the attempt suffix. Ids are length-prefixed so no two id lists hash the same input.
+ * without the attempt suffix. The content counts, not only the insertIds: topic-partition-offset
+ * names other records once a topic is created again, and a row mapped again carries a new ingestion
+ * time. Every part is length-prefixed so no two inputs hash the same bytes.
  */
 export function loadJobIdBase(
   prefix: string,
   dataset: string,
   table: string,
-  insertIds: readonly string[],
+  rows: readonly LoadJobRow[],
 ): string {
   const h = createHash('sha256');
-  h.update(`${dataset.length}:${dataset}\n${table.length}:${table}\n${insertIds.length}\n`);
-  for (const id of insertIds) h.update(`${id.length}:${id}\n`);
+  h.update(`${dataset.length}:${dataset}\n${table.length}:${table}\n${rows.length}\n`);
+  for (const { insertId, line } of rows) h.update(`${insertId.length}:${insertId}\n${line.length}:${line}\n`);
   return `${prefix}${h.digest('hex')}`;
 }
 
@@ -309,6 +347,7 @@ interface JobView {
   readonly state: string;
   readonly status: { errorResult?: JobError | null; errors?: JobError[] | null };
   readonly createdMs: number | undefined;
+  readonly endedMs: number | undefined;
   readonly destination: { datasetId?: string; tableId?: string } | undefined;
 }
 
@@ -328,11 +367,13 @@ function jobView(answer: unknown): JobView {
   const status = objectAt(resource, 'status') ?? {};
   const ref = objectAt(resource, 'jobReference');
   const destination = objectAt(objectAt(objectAt(resource, 'configuration'), 'load'), 'destinationTable');
+  const statistics = objectAt(resource, 'statistics');
   return {
     id: typeof ref?.jobId === 'string' ? ref.jobId : undefined,
     state: typeof status.state === 'string' ? status.state : 'UNKNOWN',
     status: status as JobView['status'],
-    createdMs: msOf(objectAt(resource, 'statistics')?.creationTime),
+    createdMs: msOf(statistics?.creationTime),
+    endedMs: msOf(statistics?.endTime),
     destination: destination as JobView['destination'],
   };
 }
@@ -395,6 +436,7 @@ function validate(o: LoadJobSinkOptions): void {
   positive('maxJobsPerInsert', o.maxJobsPerInsert);
   positive('maxAttemptsPerPiece', o.maxAttemptsPerPiece);
   positive('jobTimeoutMs', o.jobTimeoutMs);
+  positive('maxJobReuseAgeMs', o.maxJobReuseAgeMs);
   const p = o.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   if (!(p.initial > 0 && p.max >= p.initial))
     problems.push(`pollIntervalMs needs 0 < initial <= max, got ${JSON.stringify(p)}`);
@@ -414,6 +456,12 @@ type PieceResult =
 /** Outcomes of finished jobs by our job id, oldest first; bounded. */
 const MEMO_LIMIT = 4096;
 
+interface Remembered {
+  readonly outcome: JobOutcome;
+  /** When the job ended (wall ms), as BigQuery reports it, else when this process saw it done. */
+  readonly endedMs: number;
+}
+
 /**
  * The RunnerSink over BigQuery load jobs. See the comment at the top of this file for the design;
  * in short: one NDJSON upload per call, deterministic job ids, bad rows isolated by further jobs,
@@ -429,19 +477,24 @@ export function createLoadJobSink(options: LoadJobSinkOptions): RunnerSink {
   const maxAttempts = options.maxAttemptsPerPiece ?? DEFAULT_MAX_ATTEMPTS_PER_PIECE;
   const jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
   const poll = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+  const maxReuseAgeMs = options.maxJobReuseAgeMs ?? DEFAULT_MAX_JOB_REUSE_AGE_MS;
   const now = options.now ?? (() => performance.now());
+  const wallNow = options.wallNow ?? (() => Date.now());
   const sleep = options.sleep ?? ((ms: number) => sleepFor(ms));
   const log = options.logger;
   const emit = options.onEvent ?? (() => {});
   const where = (table: string): string => `load job into ${dataset}.${table}`;
   const locationOption = location ? { location } : undefined;
   const tables = new Map<string, TableInfo>();
-  const memo = new Map<string, JobOutcome>();
+  const memo = new Map<string, Remembered>();
 
-  const remember = (jobId: string, outcome: JobOutcome): void => {
-    memo.set(jobId, outcome);
+  const remember = (jobId: string, outcome: JobOutcome, endedMs: number): void => {
+    memo.set(jobId, { outcome, endedMs });
     if (memo.size > MEMO_LIMIT) memo.delete(memo.keys().next().value!);
   };
+  /** A job that ended this long ago no longer speaks for its rows: they may have been deleted since. */
+  const tooOld = (endedMs: number | undefined): boolean =>
+    endedMs !== undefined && wallNow() - endedMs > maxReuseAgeMs;
 
   const tableOf = (table: string): LoadJobTable => bq.dataset(dataset, locationOption).table(table);
 
@@ -525,6 +578,9 @@ export function createLoadJobSink(options: LoadJobSinkOptions): RunnerSink {
         if (d && (d.datasetId !== dataset || d.tableId !== table)) return 'stale';
         if (view.createdMs !== undefined && info.createdMs !== undefined && view.createdMs < info.createdMs)
           return 'stale';
+        // A job still running always counts (its rows cannot have been deleted yet); a finished one
+        // only within maxJobReuseAgeMs of its end.
+        if (view.state === 'DONE' && tooOld(view.endedMs ?? view.createdMs)) return 'stale';
         return { view, refresh: () => handle.getMetadata() };
       };
 
@@ -596,7 +652,7 @@ export function createLoadJobSink(options: LoadJobSinkOptions): RunnerSink {
           prefix,
           dataset,
           table,
-          piece.map((i) => rows[i]!.insertId),
+          piece.map((i, k) => ({ insertId: rows[i]!.insertId, line: pieceLines[k]! })),
         );
         let data: Buffer | undefined;
         for (let attempt = 0; ; attempt++) {
@@ -606,7 +662,12 @@ export function createLoadJobSink(options: LoadJobSinkOptions): RunnerSink {
               `${where(table)}: ${attempt} load jobs for the same ${piece.length} rows failed for passing reasons; giving up on them`,
             );
           const jobId = loadJobId(base, attempt);
-          let outcome = memo.get(jobId);
+          const remembered = memo.get(jobId);
+          // As a job found by id: too old to count, and its id is used, so the next attempt loads. The
+          // entry stays: on the emulator, where jobs.get never finds our ids, it is what keeps the
+          // next replay from taking this id for new.
+          if (remembered && tooOld(remembered.endedMs)) continue;
+          let outcome = remembered?.outcome;
           /** The outcome was seen by this call, not remembered or found from an earlier one. */
           let fresh = false;
           if (!outcome) {
@@ -638,7 +699,7 @@ export function createLoadJobSink(options: LoadJobSinkOptions): RunnerSink {
             }
             const done = await waitDone(jobId, job, deadline);
             outcome = classifyJobStatus(done.status);
-            remember(jobId, outcome);
+            remember(jobId, outcome, done.endedMs ?? done.createdMs ?? wallNow());
             emit({
               type: 'job',
               table,

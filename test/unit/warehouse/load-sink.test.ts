@@ -81,6 +81,8 @@ function fakeBigQuery(
     /** jobs.get answers RUNNING this many times before DONE. */
     runningPolls?: number;
     faults?: ReadonlyMap<number, UploadFault>;
+    /** Wall clock (epoch ms) of the jobs' creationTime; default Date.now. */
+    wallNow?: () => number;
   } = {},
 ) {
   const jobs = new Map<string, FakeJob>();
@@ -133,7 +135,7 @@ function fakeBigQuery(
     const resource: Json = {
       jobReference: { jobId, projectId: 'p', location: 'US' },
       configuration: { load: { destinationTable: { projectId: 'p', datasetId: dataset, tableId: table } } },
-      statistics: { creationTime: String(Date.now()) },
+      statistics: { creationTime: String((o.wallNow ?? Date.now)()) },
       status,
     };
     jobs.set(jobId, { resource, polls: 0 });
@@ -254,22 +256,35 @@ async function insertUntilDone(
 const TABLE = 'fact_banking_transactions';
 
 describe('loadJobIdBase / loadJobId', () => {
-  const ids = ['t-0-1', 't-0-2', 't-0-3'];
+  const rows = ['t-0-1', 't-0-2', 't-0-3'].map((insertId, i) => ({ insertId, line: `{"n":${i}}` }));
   it('is deterministic and a valid job id', () => {
-    const a = loadJobIdBase('txstream_load_', 'ds', 'tbl', ids);
-    assert.equal(a, loadJobIdBase('txstream_load_', 'ds', 'tbl', [...ids]));
+    const a = loadJobIdBase('txstream_load_', 'ds', 'tbl', rows);
+    assert.equal(
+      a,
+      loadJobIdBase(
+        'txstream_load_',
+        'ds',
+        'tbl',
+        rows.map((r) => ({ ...r })),
+      ),
+    );
     assert.match(loadJobId(a, 0), /^txstream_load_[0-9a-f]{64}_0$/);
     assert.notEqual(loadJobId(a, 0), loadJobId(a, 1));
   });
-  it('differs for another dataset, table, order, subset or split of the ids', () => {
-    const a = loadJobIdBase('p_', 'ds', 'tbl', ids);
+  it('differs for another dataset, table, order, subset, split or content of the rows', () => {
+    const a = loadJobIdBase('p_', 'ds', 'tbl', rows);
+    const [r1, r2, r3] = rows as [(typeof rows)[0], (typeof rows)[0], (typeof rows)[0]];
     const others = [
-      loadJobIdBase('p_', 'ds2', 'tbl', ids),
-      loadJobIdBase('p_', 'ds', 'tbl2', ids),
-      loadJobIdBase('p_', 'ds', 'tbl', [...ids].reverse()),
-      loadJobIdBase('p_', 'ds', 'tbl', ids.slice(1)),
-      loadJobIdBase('p_', 'ds', 'tbl', ['t-0-1t-0-2', 't-0-3']),
-      loadJobIdBase('p_', 'dst', 'bl', ids),
+      loadJobIdBase('p_', 'ds2', 'tbl', rows),
+      loadJobIdBase('p_', 'ds', 'tbl2', rows),
+      loadJobIdBase('p_', 'ds', 'tbl', [...rows].reverse()),
+      loadJobIdBase('p_', 'ds', 'tbl', rows.slice(1)),
+      loadJobIdBase('p_', 'ds', 'tbl', [{ insertId: 't-0-1t-0-2', line: `${r1.line}${r2.line}` }, r3]),
+      loadJobIdBase('p_', 'dst', 'bl', rows),
+      // The same insertIds (topic-partition-offset) naming other records: a re-created topic.
+      loadJobIdBase('p_', 'ds', 'tbl', [r1, { ...r2, line: '{"n":9}' }, r3]),
+      // Content moved between the id and the line must not hash the same either.
+      loadJobIdBase('p_', 'ds', 'tbl', [{ insertId: `${r1.insertId}\n7:`, line: r1.line.slice(1) }, r2, r3]),
     ];
     assert.equal(new Set([a, ...others]).size, others.length + 1);
   });
@@ -418,11 +433,12 @@ describe('createLoadJobSink', () => {
     );
     assert.equal(f.uploads.length, 1);
     const up = f.uploads[0]!;
+    const lines = up.body.split('\n').slice(0, -1);
     const base = loadJobIdBase(
       'txstream_load_',
       'rpa_warehouse',
       TABLE,
-      rows.map((r) => r.insertId),
+      rows.map((r, i) => ({ insertId: r.insertId, line: lines[i]! })),
     );
     assert.equal(up.jobId, loadJobId(base, 0));
     assert.deepEqual({ ...up.metadata, jobId: undefined }, { ...LOAD_CONFIGURATION, jobId: undefined });
@@ -713,6 +729,136 @@ describe('createLoadJobSink', () => {
     assert.ok(results.every((r) => r.ok));
     assert.deepEqual([...g.landed.values()], [1, 1], 'loaded again into the new table');
     assert.match(g.uploads[0]!.jobId, /_1$/);
+  });
+
+  describe('a job is reused only for the same rows, and only while it is recent', () => {
+    const HOUR = 3_600_000;
+    /** The same insertIds (topic-partition-offset) as rowsOf(n), other records behind them. */
+    const otherRecordsAt = (n: number): InsertRow<Json>[] =>
+      rowsOf(n).map((r, i) => ({
+        insertId: r.insertId,
+        json: { id: `other-${i}`, amount: `${i}.75`, meta: `{"other":${i}}` },
+      }));
+
+    it('a new process given other records at the same offsets (a re-created topic) loads them', async () => {
+      const f = fakeBigQuery();
+      await sinkFor(f.bq).sink.insert(TABLE, rowsOf(3));
+      f.landed.clear(); // DELETE FROM the table
+      const again = otherRecordsAt(3);
+      const { sink, jobs } = sinkFor(f.bq);
+      const results = await sink.insert(TABLE, again);
+      assert.ok(results.every((r) => r.ok));
+      assert.equal(f.uploads.length, 2, 'the new records were uploaded');
+      assert.deepEqual([...f.landed.keys()], ['other-0', 'other-1', 'other-2']);
+      assert.deepEqual(
+        jobs().map((e) => e.reused),
+        [false],
+      );
+    });
+
+    it('the same process given other records at offsets it loaded before (its memo) loads them', async () => {
+      const f = fakeBigQuery();
+      const { sink } = sinkFor(f.bq);
+      await sink.insert(TABLE, rowsOf(3));
+      f.landed.clear();
+      const results = await sink.insert(TABLE, otherRecordsAt(3));
+      assert.ok(results.every((r) => r.ok));
+      assert.equal(f.uploads.length, 2);
+      assert.deepEqual([...f.landed.keys()], ['other-0', 'other-1', 'other-2']);
+    });
+
+    it('the same rows, their job finished longer ago than the bound (24 h by default): loaded again', async () => {
+      const f = fakeBigQuery();
+      const rows = rowsOf(3);
+      await sinkFor(f.bq).sink.insert(TABLE, rows);
+      f.landed.clear(); // a group reset after a TRUNCATE, a day later
+      const { sink } = sinkFor(f.bq, { wallNow: () => Date.now() + 25 * HOUR });
+      const results = await sink.insert(TABLE, rows);
+      assert.ok(results.every((r) => r.ok));
+      assert.deepEqual([...f.landed.values()], [1, 1, 1], 'loaded again');
+      assert.deepEqual(
+        f.uploads.map((u) => u.jobId.slice(-2)),
+        ['_0', '_1'],
+        'the old id is used up; the next attempt number loads',
+      );
+    });
+
+    it('an old outcome in the memo no longer counts either (maxJobReuseAgeMs)', async () => {
+      let wall = Date.now();
+      const f = fakeBigQuery({ wallNow: () => wall });
+      const { sink } = sinkFor(f.bq, { wallNow: () => wall, maxJobReuseAgeMs: 60_000 });
+      const rows = rowsOf(2);
+      await sink.insert(TABLE, rows);
+      wall += 30_000;
+      await sink.insert(TABLE, rows);
+      assert.equal(f.uploads.length, 1, 'within the bound: reused');
+      f.landed.clear();
+      wall += 60_000;
+      const results = await sink.insert(TABLE, rows);
+      assert.ok(results.every((r) => r.ok));
+      assert.equal(f.uploads.length, 2, 'past the bound: loaded again');
+      assert.deepEqual([...f.landed.values()], [1, 1]);
+    });
+
+    it('where jobs.get never finds our ids (the emulator), an aged memo entry still holds its id', async () => {
+      let wall = Date.now();
+      const f = fakeBigQuery({ wallNow: () => wall });
+      const bq: LoadJobClient = {
+        dataset: f.bq.dataset,
+        job: () => ({
+          getMetadata: async () => {
+            throw new FakeApiError(404, 'notFound');
+          },
+        }),
+      };
+      const { sink } = sinkFor(bq, { wallNow: () => wall, maxJobReuseAgeMs: 60_000 });
+      const rows = rowsOf(2);
+      await sink.insert(TABLE, rows);
+      wall += 120_000;
+      f.landed.clear();
+      await sink.insert(TABLE, rows);
+      const results = await sink.insert(TABLE, rows);
+      assert.ok(results.every((r) => r.ok));
+      assert.deepEqual(
+        f.uploads.map((u) => u.jobId.slice(-2)),
+        ['_0', '_1'],
+        'the replay reused _1 and did not take _0 for new',
+      );
+      assert.deepEqual([...f.landed.values()], [1, 1]);
+    });
+
+    it('the same rows within the bound, in a new process: the job is reused, nothing loads twice', async () => {
+      const f = fakeBigQuery();
+      const rows = rowsOf(3);
+      await sinkFor(f.bq).sink.insert(TABLE, rows);
+      const { sink, jobs } = sinkFor(f.bq, { wallNow: () => Date.now() + 23 * HOUR });
+      const results = await sink.insert(TABLE, rows);
+      assert.ok(results.every((r) => r.ok));
+      assert.equal(f.uploads.length, 1);
+      assert.deepEqual([...f.landed.values()], [1, 1, 1]);
+      assert.deepEqual(
+        jobs().map((e) => e.reused),
+        [true],
+      );
+    });
+
+    it('a job still running is waited for, however old', async () => {
+      const f = fakeBigQuery({ runningPolls: 50 });
+      const rows = rowsOf(2);
+      const first = sinkFor(f.bq, { jobTimeoutMs: 100, pollIntervalMs: { initial: 100, max: 100 } });
+      await assertThrowsCode(first.sink.insert(TABLE, rows), 'WAREHOUSE_UNAVAILABLE', true);
+      const { sink } = sinkFor(f.bq, { wallNow: () => Date.now() + 48 * HOUR });
+      const results = await sink.insert(TABLE, rows);
+      assert.ok(results.every((r) => r.ok));
+      assert.equal(f.uploads.length, 1);
+    });
+
+    it('refuses a bound that is not a positive integer', () => {
+      assert.throws(
+        () => createLoadJobSink({ bq: fakeBigQuery().bq, dataset: 'd', maxJobReuseAgeMs: 0 }),
+        /maxJobReuseAgeMs/,
+      );
+    });
   });
 
   it('logs progress at debug level when given a logger', async () => {
