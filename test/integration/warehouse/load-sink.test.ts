@@ -7,8 +7,10 @@ import { jobExecutionRow, transactionRow, type InsertRow } from '../../../src/pi
 import { createBigQuery } from '../../../src/warehouse/client.ts';
 import {
   createLoadJobSink,
+  DEFAULT_JSON_COLUMNS,
   loadJobId,
   loadJobIdBase,
+  ndjsonLine,
   type LoadJobClient,
   type LoadSinkEvent,
 } from '../../../src/warehouse/load-sink.ts';
@@ -51,12 +53,17 @@ const jobPool: JobExecution[] = [
 ];
 let txTaken = 0;
 
-/** Mapped rows of the next unused transactions, with consecutive offsets on partition 0. */
-function txRows(count: number): InsertRow<Record<string, unknown>>[] {
+/**
+ * Mapped rows of the next unused transactions on partition 0: at consecutive new offsets, or at the
+ * given ones (other records at offsets used before, as after a topic was deleted and created again).
+ */
+function txRows(count: number, offsets?: readonly string[]): InsertRow<Record<string, unknown>>[] {
   const records = txPool.slice(txTaken, txTaken + count);
   if (records.length < count) throw new Error('the test needs a larger pool of transactions');
-  return records.map((r) => {
-    const mapped = transactionRow(r, { topic: TX_TOPIC, partition: 0, offset: String(txTaken++) }, INGESTED);
+  return records.map((r, i) => {
+    const offset = offsets?.[i] ?? String(txTaken);
+    txTaken++;
+    const mapped = transactionRow(r, { topic: TX_TOPIC, partition: 0, offset }, INGESTED);
     if (!mapped.ok) throw new Error(`generator produced an unmappable record: ${mapped.reason}`);
     return mapped.row as unknown as InsertRow<Record<string, unknown>>;
   });
@@ -125,12 +132,17 @@ describe('load-job sink on the warehouse', () => {
     );
     const jobs = jobEvents();
     assert.equal(jobs.length, 1, 'one load job');
+    const jsonColumns = new Set(DEFAULT_JSON_COLUMNS[TX_TABLE]);
     const expectedId = loadJobId(
       loadJobIdBase(
         'txstream_load_',
         loadDataset,
         TX_TABLE,
-        rows.map((r) => r.insertId),
+        rows.map((r) => {
+          const l = ndjsonLine(r.json, jsonColumns);
+          assert.ok(l.ok);
+          return { insertId: r.insertId, line: l.line };
+        }),
       ),
       0,
     );
@@ -177,6 +189,30 @@ describe('load-job sink on the warehouse', () => {
     assert.ok(results.every((r) => r.ok));
     assert.equal(jobEvents().length, 1, 'the retry started no job');
     assert.deepEqual(await counts(loadDataset, idsOf(rows)), { n: 20, distinct_ids: 20 });
+  });
+
+  it('other records at offsets this sink loaded before (a re-created topic, after a DELETE) are loaded', async () => {
+    events.length = 0;
+    const first = txRows(10);
+    assert.ok((await sink.insert(TX_TABLE, first)).every((r) => r.ok));
+    await admin.query({
+      query: `DELETE FROM \`${e.bqProjectId}.${loadDataset}.${TX_TABLE}\` WHERE transaction_id IN UNNEST(@ids)`,
+      params: { ids: idsOf(first) },
+    });
+    assert.deepEqual(await counts(loadDataset, idsOf(first)), { n: 0, distinct_ids: 0 });
+    // Same topic-partition-offset insertIds, other transactions: the topic was created again.
+    const again = txRows(
+      10,
+      first.map((r) => r.insertId.slice(r.insertId.lastIndexOf('-') + 1)),
+    );
+    assert.deepEqual(
+      again.map((r) => r.insertId),
+      first.map((r) => r.insertId),
+    );
+    const results = await sink.insert(TX_TABLE, again);
+    assert.ok(results.every((r) => r.ok));
+    assert.deepEqual(await counts(loadDataset, idsOf(again)), { n: 10, distinct_ids: 10 });
+    assert.equal(jobEvents().length, 2, 'the second batch was loaded by a job of its own');
   });
 
   it('a retry after an ambiguous upload failure (job created, answer lost) finds the job by id', async (t) => {
@@ -308,8 +344,8 @@ describe('load-job sink on the warehouse', () => {
     });
     const ambiguous = honoursJobIds ? 10 : 0;
     assert.deepEqual(rows[0], {
-      n: 50 + 20 + ambiguous + 29 + 29 + 2 + 60,
-      distinct_ids: 50 + 20 + ambiguous + 29 + 29 + 2 + 60,
+      n: 50 + 20 + 10 + ambiguous + 29 + 29 + 2 + 60,
+      distinct_ids: 50 + 20 + 10 + ambiguous + 29 + 29 + 2 + 60,
     });
   });
 });
