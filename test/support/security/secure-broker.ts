@@ -63,6 +63,7 @@ function serverProperties(o: {
   pki: TestPki;
   interBroker: Credentials;
   plain: Credentials;
+  authorizer: boolean;
 }): string {
   const plainJaas =
     'org.apache.kafka.common.security.plain.PlainLoginModule required ' +
@@ -98,6 +99,17 @@ function serverProperties(o: {
     'share.coordinator.state.topic.min.isr=1',
     'group.initial.rebalance.delay.ms=0',
     'auto.create.topics.enable=false',
+    ...(o.authorizer
+      ? [
+          // ACLs that tests add while clients run (a DENY takes effect at once). With no ACL on a
+          // resource everyone may use it, so a test that adds none sees the broker as without the
+          // authorizer. The broker's own principals (inter-broker PLAIN; the PLAINTEXT controller
+          // listener's ANONYMOUS) are super users so that no ACL can lock the node out of itself.
+          'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+          'allow.everyone.if.no.acl.found=true',
+          `super.users=User:${o.interBroker.username};User:ANONYMOUS`,
+        ]
+      : []),
     '',
   ].join('\n');
 }
@@ -135,8 +147,11 @@ async function waitReady(
 /**
  * Starts the broker (about 5–10 s: certificates, storage format, JVM start) and resolves once an
  * authenticated client gets metadata. Needs the Kafka jars the local stack provisioned.
+ * `authorizer`: enforce ACLs (StandardAuthorizer), allowing everything no ACL mentions.
  */
-export async function startSecureBroker(opts: { readyTimeoutMs?: number } = {}): Promise<SecureBroker> {
+export async function startSecureBroker(
+  opts: { readyTimeoutMs?: number; authorizer?: boolean } = {},
+): Promise<SecureBroker> {
   const settings = loadStackSettings(process.env);
   const kafkaDir = serverDirs(settings.cacheDir).kafka;
   if (!isProvisioned(kafkaDir))
@@ -159,7 +174,15 @@ export async function startSecureBroker(opts: { readyTimeoutMs?: number } = {}):
     const props = path.join(dir, 'server.properties');
     fs.writeFileSync(
       props,
-      serverProperties({ port, controllerPort, data: path.join(dir, 'data'), pki, interBroker, plain }),
+      serverProperties({
+        port,
+        controllerPort,
+        data: path.join(dir, 'data'),
+        pki,
+        interBroker,
+        plain,
+        authorizer: opts.authorizer ?? false,
+      }),
       { mode: 0o600 },
     );
     const log4j = path.join(dir, 'log4j2.properties');
