@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
 // The metrics and probe endpoint: GET /metrics (Prometheus text), /healthz (liveness: the process
-// answers), /readyz (readiness: the consumer is a running group member). Plain node:http is enough for
-// three read-only routes.
+// answers and its consumer can still make progress), /readyz (readiness: the consumer is a running
+// group member). Plain node:http is enough for three read-only routes.
 
 export interface ObservabilityServer {
   /** The bound port (useful when listening on port 0). */
@@ -15,6 +15,11 @@ export interface ObservabilityServer {
 export async function startObservabilityServer(o: {
   registry: Registry;
   ready: () => boolean;
+  /**
+   * False once the process can never make progress again (kafkajs gave up on its consumer): /healthz
+   * answers 503, so a supervisor restarts it even if the process itself does not exit. Default: alive.
+   */
+  alive?: () => boolean;
   host: string;
   port: number;
   onError?: (err: Error) => void;
@@ -38,7 +43,8 @@ export async function startObservabilityServer(o: {
         );
         return;
       case '/healthz':
-        text(200, 'ok\n');
+        if (o.alive?.() ?? true) text(200, 'ok\n');
+        else text(503, 'not alive\n');
         return;
       case '/readyz':
         if (o.ready()) text(200, 'ready\n');

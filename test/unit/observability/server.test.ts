@@ -70,3 +70,29 @@ test('a taken port fails the start loudly', async () => {
     await first.close();
   }
 });
+
+test('liveness follows alive(): a member kafkajs gave up on answers 503 so that a supervisor restarts it', async () => {
+  const metrics = createConsumerMetrics({ defaultMetrics: false });
+  let alive = true;
+  const server = await startObservabilityServer({
+    registry: metrics.registry,
+    ready: () => false,
+    alive: () => alive,
+    host: '127.0.0.1',
+    port: 0,
+  });
+  try {
+    assert.deepEqual(await get(server.port, '/healthz'), {
+      status: 200,
+      body: 'ok\n',
+      type: 'text/plain; charset=utf-8',
+    });
+    alive = false;
+    const dead = await get(server.port, '/healthz');
+    assert.equal(dead.status, 503);
+    assert.equal(dead.body, 'not alive\n');
+    assert.equal((await get(server.port, '/metrics')).status, 200, 'metrics stay readable');
+  } finally {
+    await server.close();
+  }
+});
