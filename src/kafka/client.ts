@@ -210,8 +210,40 @@ export interface TrackedConsumer {
   consumer: Consumer;
   /** True between a group join and a stop or crash, and never after stopping() was called. */
   ready(): boolean;
+  /** False for good once kafkajs crashed and will not restart the member (/healthz). */
+  alive(): boolean;
   /** Readiness goes away now and does not come back with a late join. */
   stopping(): void;
+}
+
+/** The original error under kafkajs' wrappers (KafkaJSNonRetriableError and the like keep it as cause). */
+function rootCause(err: Error): Error {
+  let e = err;
+  for (let depth = 0; depth < 5 && e.cause instanceof Error; depth++) e = e.cause;
+  return e;
+}
+
+/**
+ * The fatal error for a consumer kafkajs crashed and will not restart: one line naming the cause
+ * (the broker's error type, or the error class for a bug in our eachBatch) and, for a refusal, the
+ * settings or ACLs to look at. A refusal by the broker is BROKER_REJECTED; anything else stays a
+ * plain Error, as it is no broker's doing.
+ */
+export function consumerCrash(err: Error, o: { groupId: string; connection?: KafkaConnection }): Error {
+  const what = `the Kafka consumer of group ${o.groupId} crashed and kafkajs does not restart it`;
+  // A rotated password is read once at start-up (KAFKA_SASL_PASSWORD_FILE): the next reconnect fails.
+  const auth = o.connection ? authFailure(err, o.connection) : undefined;
+  if (auth) return new TxstreamError('BROKER_REJECTED', `${what}: ${auth.message}`, { cause: auth.cause });
+  const root = rootCause(err);
+  const type = (root as { type?: unknown }).type;
+  if (typeof type === 'string') {
+    const user = (o.connection?.sasl as { username?: string } | undefined)?.username;
+    const hint = type.endsWith('_AUTHORIZATION_FAILED')
+      ? `; check the ACLs of ${user ? `user ${user}` : "this client's principal"} (READ on the group and on its topics)`
+      : '';
+    return new TxstreamError('BROKER_REJECTED', `${what}: ${type}: ${root.message}${hint}`, { cause: root });
+  }
+  return new Error(`${what}: ${root.name}: ${root.message}`, { cause: root });
 }
 
 /**
@@ -221,6 +253,17 @@ export interface TrackedConsumer {
  * resumed, is served only after the fetch in flight returns, so this bounds that wait at the cost of
  * two idle fetches a second); ready from each GROUP_JOIN (kafkajs emits it after every rejoin,
  * including after it restarts itself from a retriable crash) until STOP or CRASH.
+ *
+ * A crash kafkajs does not restart is fatal. kafkajs 2.2.4 (consumer/index.js, onCrash) first
+ * disconnects the member (it leaves the group), then emits CRASH with restart = the error is
+ * KafkaJSNumberOfRetriesExceeded or its root cause is retriable (and no restartOnFailure said no;
+ * we set none). restart: false therefore means a non-retriable error: an authorization refused
+ * (GROUP_/TOPIC_AUTHORIZATION_FAILED after an ACL change), a SASL password refused at a reconnect,
+ * a TypeError/RangeError/ReferenceError/SyntaxError thrown by eachBatch (its retrier never retries
+ * those). Nothing will ever fetch again, so the process must not look healthy: alive() turns false,
+ * and onFatal is called once so that the command stops and exits non-zero for its supervisor to
+ * restart it. restart: true (a broker away for longer than the retries) only costs readiness until
+ * kafkajs has rejoined by itself.
  */
 export function createTrackedConsumer(
   kafka: Kafka,
@@ -232,6 +275,10 @@ export function createTrackedConsumer(
     maxBytes?: number;
     maxBytesPerPartition?: number;
     logger: { error(obj: object, msg: string): void };
+    /** The connection the consumer was built from: names the SASL settings in a refusal, never the password. */
+    connection?: KafkaConnection;
+    /** Called once when kafkajs crashed and will not restart the member (see above). */
+    onFatal?: (err: Error) => void;
   },
 ): TrackedConsumer {
   const consumer = kafka.consumer({
@@ -245,19 +292,28 @@ export function createTrackedConsumer(
   });
   let ready = false;
   let stopping = false;
+  let dead = false;
   consumer.on(consumer.events.GROUP_JOIN, () => {
-    if (!stopping) ready = true;
+    if (!stopping && !dead) ready = true;
   });
   consumer.on(consumer.events.STOP, () => {
     ready = false;
   });
   consumer.on(consumer.events.CRASH, (e) => {
     ready = false;
-    o.logger.error({ err: e.payload.error.message, restart: e.payload.restart }, 'consumer crashed');
+    const { error, restart } = e.payload;
+    o.logger.error({ err: error.message, restart }, 'consumer crashed');
+    // Reported even while stopping: a stop during which the member crashed did not end cleanly.
+    if (restart || dead) return;
+    dead = true;
+    o.onFatal?.(
+      consumerCrash(error, { groupId: o.groupId, ...(o.connection ? { connection: o.connection } : {}) }),
+    );
   });
   return {
     consumer,
     ready: () => ready,
+    alive: () => !dead,
     stopping: () => {
       stopping = true;
       ready = false;
