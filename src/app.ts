@@ -36,7 +36,10 @@ export async function buildConsumerApp(o: {
   config: Readonly<Config>;
   groupId: string;
   topicPrefix?: string;
-  /** An error retrying cannot fix (see RunnerOptions.onFatal); the caller should stop and exit non-zero. */
+  /**
+   * An error retrying cannot fix: from the runner (see RunnerOptions.onFatal), or a kafkajs crash that
+   * kafkajs does not restart (see createTrackedConsumer). The caller should stop and exit non-zero.
+   */
   onFatal?: (err: Error) => void;
   /**
    * Replaces the warehouse sink, for benchmarks that measure everything but the BigQuery request
@@ -149,7 +152,8 @@ export async function buildConsumerApp(o: {
   }
   const sender = createKafkaSender(kafkaConnection(config, 'dlq'));
   const dlq = createDlqPublisher({ sender });
-  const kafka = createKafka(kafkaConnection(config, 'consumer'));
+  const connection = kafkaConnection(config, 'consumer');
+  const kafka = createKafka(connection);
   const metrics = createConsumerMetrics();
   const tracked = createTrackedConsumer(kafka, {
     groupId: o.groupId,
@@ -158,6 +162,8 @@ export async function buildConsumerApp(o: {
     maxBytes: config.consumer.fetchMaxBytes,
     maxBytesPerPartition: config.consumer.fetchMaxBytesPerPartition,
     logger,
+    connection,
+    ...(o.onFatal ? { onFatal: o.onFatal } : {}),
   });
   const { consumer } = tracked;
   let server: ObservabilityServer | undefined;
@@ -183,6 +189,7 @@ export async function buildConsumerApp(o: {
         server = await startObservabilityServer({
           registry: metrics.registry,
           ready: tracked.ready,
+          alive: tracked.alive,
           host: config.metrics.host,
           port: config.metrics.port,
           onError: (err) => logger.error({ err: err.message }, 'metrics server error'),
@@ -201,7 +208,17 @@ export async function buildConsumerApp(o: {
     async stop() {
       tracked.stopping();
       try {
-        await runner.stop();
+        if (tracked.alive()) await runner.stop();
+        else
+          // kafkajs crashed for good: it already left the group and dropped it, so no offset can be
+          // committed any more and the runner's stop reports an unclean stop, which is expected here
+          // and not the cause (onFatal has that). What was not committed is read again by the next member.
+          await runner.stop().catch((err: unknown) => {
+            logger.warn(
+              { err: (err as Error).message },
+              'the crashed consumer left its group: what it held is not committed and will be read again',
+            );
+          });
         await sender.close();
       } finally {
         await server?.close();

@@ -453,7 +453,12 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
     },
     async stop() {
       stopping.abort();
-      o.consumer.pause([{ topic: o.topic }]);
+      try {
+        o.consumer.pause([{ topic: o.topic }]);
+      } catch {
+        // kafkajs throws when it has no group: after a crash it disconnected the member and dropped
+        // the group, so nothing is fetched any more and there is nothing to pause.
+      }
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         Promise.all(inBatch),
@@ -512,6 +517,11 @@ export function buildForwarderApp(o: {
   topicPrefix?: string;
   requestTimeoutMs?: number;
   logger?: pino.Logger;
+  /**
+   * kafkajs crashed and will not restart the member (see createTrackedConsumer): nothing will be
+   * delivered again, so the caller should stop and exit non-zero for its supervisor to restart it.
+   */
+  onFatal?: (err: Error) => void;
 }): ForwarderApp {
   const { config } = o;
   const groupId = o.groupId ?? config.alerts.forwarderGroup;
@@ -532,11 +542,14 @@ export function buildForwarderApp(o: {
   const timeoutMs = o.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const configured = channelsFromConfig(config.alerts, timeoutMs);
   const sender = createKafkaSender(kafkaConnection(config, 'alerts-dlq'));
-  const tracked = createTrackedConsumer(createKafka(kafkaConnection(config, 'alerts-forwarder')), {
+  const connection = kafkaConnection(config, 'alerts-forwarder');
+  const tracked = createTrackedConsumer(createKafka(connection), {
     groupId,
     sessionTimeoutMs: config.consumer.sessionTimeoutMs,
     heartbeatIntervalMs: config.consumer.heartbeatIntervalMs,
     logger,
+    connection,
+    ...(o.onFatal ? { onFatal: o.onFatal } : {}),
   });
   const { consumer } = tracked;
   const metrics = createForwarderMetrics();
@@ -565,6 +578,7 @@ export function buildForwarderApp(o: {
         server = await startObservabilityServer({
           registry: metrics.registry,
           ready: tracked.ready,
+          alive: tracked.alive,
           host: config.metrics.host,
           port: config.metrics.port,
           onError: (err) => logger.error({ err: err.message }, 'metrics server error'),

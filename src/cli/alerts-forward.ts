@@ -7,7 +7,8 @@ import { exitIfLingering } from './lingering.ts';
 
 // `txstream alerts forward`: the consumer group that delivers alerts from txstream.alerts.v1 to Slack,
 // PagerDuty and e-mail. Refuses to start on an invalid rules file; runs until SIGTERM/SIGINT, then lets
-// the delivery in flight finish, commits, leaves the group and exits 0.
+// the delivery in flight finish, commits, leaves the group and exits 0. A crash kafkajs does not
+// restart (a refused ACL or password) stops it with exit 1 and the cause.
 
 interface ForwardOptions {
   group?: string;
@@ -40,16 +41,22 @@ export function registerAlertsForward(alerts: Command): void {
         if (code) throw new CliError(`cannot read the rules file ${config.alerts.rulesFile} (${code})`, 1);
         throw err;
       }
+      let stop: (why: string) => void = () => undefined;
+      let fatal: Error | undefined;
       const app = buildForwarderApp({
         config,
         routesFor: routesFromRules(rules.byName, config.alerts.repeatIntervalMs),
         ...(opts.group ? { groupId: opts.group } : {}),
         topicPrefix: opts.topicPrefix,
+        onFatal: (err) => {
+          fatal ??= err;
+          stop('fatal error');
+        },
       });
       let failure: Error | undefined;
       const stopped = new Promise<void>((resolve) => {
         let once = false;
-        const stop = (why: string) => {
+        stop = (why: string) => {
           if (once) return;
           once = true;
           app.logger.info({ why }, 'stopping: finishing the delivery in flight, then leaving the group');
@@ -75,6 +82,8 @@ export function registerAlertsForward(alerts: Command): void {
       await stopped;
       app.logger.info({}, 'stopped');
       exitIfLingering(app.logger);
+      // Exit non-zero so a supervisor (Kubernetes, systemd) shows the failure and restarts it.
+      if (fatal) throw new CliError(`stopped on a fatal error: ${fatal.message}`, 1);
       if (failure) throw new CliError(`unclean stop: ${failure.message}`, 1);
     });
 }
