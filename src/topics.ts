@@ -24,6 +24,23 @@ export interface RecordOf {
 
 export type CleanupPolicy = 'delete' | 'compact';
 
+/**
+ * Kafka's default message.max.bytes (broker) and max.message.bytes (topic): the largest record batch a
+ * topic takes. init leaves the data topics at the broker's value, so this is the source limit the
+ * guarded decoder also defaults to, and the limit of any DLQ topic that init did not create.
+ */
+export const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+
+/**
+ * max.message.bytes of the DLQ topics init creates: the source limit plus 64 KiB. A dead letter is a
+ * source record plus the txstream.* headers (and `txstream.original.` before every source header
+ * name), so a DLQ with exactly the source limit has no room for a letter of a record at that limit.
+ * The DLQ publisher bounds its letters to fit KAFKA_DEFAULT_MAX_MESSAGE_BYTES anyway (a DLQ topic made
+ * by hand or by another tool has that); this headroom is for letters above that bound (a publisher
+ * configured to keep records at the source limit whole, extra headers such as the alert forwarder's).
+ */
+export const DLQ_MAX_MESSAGE_BYTES = KAFKA_DEFAULT_MAX_MESSAGE_BYTES + 64 * 1024;
+
 export interface TopicDefinition<K extends TopicId = TopicId> {
   readonly id: K;
   /** Topic name without prefix. */

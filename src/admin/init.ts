@@ -3,6 +3,7 @@ import { RegistryError } from '../codec/registry.ts';
 import type { LoadedSchema, SchemaCatalog } from '../codec/schemas.ts';
 import { TxstreamError } from '../errors.ts';
 import type { ExistingTopic, TopicAdmin, TopicRequest } from '../kafka/admin.ts';
+import { DLQ_MAX_MESSAGE_BYTES, KAFKA_DEFAULT_MAX_MESSAGE_BYTES } from '../topics.ts';
 import type { TopicCatalogue, TopicSpec } from '../topics.ts';
 
 // `txstream init`: the topics of the catalogue (data topics and their DLQs) and the value schemas
@@ -10,6 +11,11 @@ import type { TopicCatalogue, TopicSpec } from '../topics.ts';
 // left alone. Schemas are checked before anything is created, so a breaking change leaves the cluster
 // as it was (apart from the subjects' compatibility level, which init always enforces first: a check
 // against a subject still at the registry's default level, NONE on Apicurio, would prove nothing).
+//
+// DLQ topics get max.message.bytes = DLQ_MAX_MESSAGE_BYTES (the source limit plus 64 KiB): a dead
+// letter is a source record plus headers. A found DLQ topic with less is reported, not altered; dead
+// letters are bounded to fit the broker default anyway, so below that default the note says letters
+// may be sent stripped of their value.
 
 export const INIT_COMPATIBILITY: CompatibilityLevel = 'BACKWARD';
 
@@ -87,7 +93,7 @@ export interface InitDeps {
   log?: (line: string) => void;
 }
 
-const DESCRIBED_CONFIGS = ['cleanup.policy', 'retention.ms', 'min.insync.replicas'];
+const DESCRIBED_CONFIGS = ['cleanup.policy', 'retention.ms', 'min.insync.replicas', 'max.message.bytes'];
 
 export function topicRequests(
   catalogue: TopicCatalogue,
@@ -112,7 +118,12 @@ export function topicRequests(
       request: {
         name: spec.dlqName,
         ...base,
-        configs: { 'cleanup.policy': 'delete', 'retention.ms': String(s.retentionMs), ...isr },
+        configs: {
+          'cleanup.policy': 'delete',
+          'retention.ms': String(s.retentionMs),
+          ...isr,
+          'max.message.bytes': String(DLQ_MAX_MESSAGE_BYTES),
+        },
       },
     });
   }
@@ -127,9 +138,27 @@ function driftNotes(want: TopicRequest, have: ExistingTopic): string[] {
     notes.push(`has replication factor ${have.replicationFactor}, configured ${want.replicationFactor}`);
   for (const [name, value] of Object.entries(want.configs)) {
     const actual = have.configs[name];
-    if (actual !== undefined && actual !== value) notes.push(`${name}=${actual}, configured ${value}`);
+    if (actual === undefined || actual === value) continue;
+    if (name === 'max.message.bytes') {
+      const note = maxMessageBytesNote(want.name, Number(actual), Number(value));
+      if (note) notes.push(note);
+    } else notes.push(`${name}=${actual}, configured ${value}`);
   }
   return notes;
+}
+
+/** A found DLQ topic's max.message.bytes: more than init asks for is fine; less is said with its effect. */
+function maxMessageBytesNote(topic: string, actual: number, wanted: number): string | undefined {
+  if (actual >= wanted) return undefined;
+  const effect =
+    actual >= KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+      ? `dead letters still fit (they are bounded to the broker default ${KAFKA_DEFAULT_MAX_MESSAGE_BYTES}), without the headroom`
+      : `below the broker default ${KAFKA_DEFAULT_MAX_MESSAGE_BYTES} that dead letters are bounded to: a letter the topic refuses ` +
+        'for its size is sent stripped (no value bytes, no source headers, only their sha256 and length)';
+  return (
+    `max.message.bytes=${actual}, configured ${wanted}: ${effect}; to change it: kafka-configs.sh ` +
+    `--bootstrap-server <broker> --alter --entity-type topics --entity-name ${topic} --add-config max.message.bytes=${wanted}`
+  );
 }
 
 function localIncompatibility(

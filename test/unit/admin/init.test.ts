@@ -116,6 +116,7 @@ describe('topic requests', () => {
     assert.deepEqual(byName['ref.jobs.v1.dlq']!.request.configs, {
       'cleanup.policy': 'delete',
       'retention.ms': '604800000',
+      'max.message.bytes': '1114124',
     });
     assert.deepEqual(byName['banking.transactions.v1']!.request.configs, {
       'cleanup.policy': 'delete',
@@ -124,6 +125,19 @@ describe('topic requests', () => {
     assert.equal(byName['txstream.alerts.dlq']!.kind, 'dlq');
     assert.equal(r.length, 10);
     assert.ok(r.every((x) => x.request.partitions === 6 && x.request.replicationFactor === 1));
+  });
+
+  it('gives the DLQ topics room for the headers of a letter whose record is at the source limit', () => {
+    // Source topics keep the broker's message.max.bytes (1,048,588 by default); a dead letter is the
+    // record plus the txstream.* headers, so its topic takes 64 KiB more.
+    const r = topicRequests(createTopicCatalogue(), settings);
+    for (const { kind, request } of r) {
+      assert.equal(
+        request.configs['max.message.bytes'],
+        kind === 'dlq' ? String(1_048_588 + 65_536) : undefined,
+        request.name,
+      );
+    }
   });
 
   it('asks for two in-sync replicas once there are three', () => {
@@ -186,6 +200,48 @@ describe('runInit', () => {
       'cleanup.policy=delete, configured compact',
     ]);
     assert.equal(created.length, 9);
+  });
+
+  it('reports a found DLQ topic that takes less than init would give it, and what that means', async () => {
+    const dlq = (name: string, maxMessageBytes: string): ExistingTopic => ({
+      name,
+      partitions: 6,
+      replicationFactor: 1,
+      configs: {
+        'cleanup.policy': 'delete',
+        'retention.ms': '604800000',
+        'max.message.bytes': maxMessageBytes,
+      },
+    });
+    const { admin } = memoryAdmin([
+      // Created before init set it (or by hand): the broker default.
+      dlq('banking.transactions.v1.dlq', '1048588'),
+      // Lowered by hand below the broker default: letters of records near the limit are refused.
+      dlq('rpa.job-executions.v1.dlq', '500000'),
+      // More than init asks for is fine.
+      dlq('ref.jobs.v1.dlq', '5000000'),
+    ]);
+    const report = await runInit({
+      catalogue: createTopicCatalogue(),
+      schemas: createSchemaCatalog(),
+      registry: memoryRegistry().client,
+      admin,
+      settings,
+    });
+    const notes = (topic: string) => report.topics.find((t) => t.topic === topic)!.notes;
+    const [atDefault] = notes('banking.transactions.v1.dlq');
+    assert.equal(notes('banking.transactions.v1.dlq').length, 1);
+    assert.match(atDefault!, /^max\.message\.bytes=1048588, configured 1114124\b/);
+    assert.match(atDefault!, /dead letters still fit/);
+    assert.match(
+      atDefault!,
+      /kafka-configs\.sh .*--entity-name banking\.transactions\.v1\.dlq --add-config max\.message\.bytes=1114124/,
+    );
+    const [below] = notes('rpa.job-executions.v1.dlq');
+    assert.equal(notes('rpa.job-executions.v1.dlq').length, 1);
+    assert.match(below!, /^max\.message\.bytes=500000, configured 1114124\b/);
+    assert.match(below!, /stripped/);
+    assert.deepEqual(notes('ref.jobs.v1.dlq'), []);
   });
 
   it('registers a compatible new version', async () => {
