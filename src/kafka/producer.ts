@@ -126,6 +126,24 @@ export function classifyKafkaError(err: unknown, what: string): TxstreamError {
   return new TxstreamError(code, `${what}: ${detail}`, { retriable, cause: err });
 }
 
+const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
+
+/**
+ * Whether the broker refused a send for its size (MESSAGE_TOO_LARGE: a record batch over the topic's
+ * max.message.bytes; RECORD_LIST_TOO_LARGE: over the segment size), however kafkajs and classifyKafkaError
+ * wrapped it. classifyKafkaError calls these BROKER_REJECTED, not retriable: the same bytes are refused
+ * again. A caller that can send something smaller (the DLQ publisher) asks here rather than reading
+ * kafkajs' error types itself.
+ */
+export function isRecordTooLarge(err: unknown): boolean {
+  let e = err as { type?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && typeof e === 'object' && depth < 8; depth++) {
+    if (typeof e.type === 'string' && TOO_LARGE.has(e.type)) return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
 /**
  * A RecordSender over kafkajs. Partitioning is kafkajs' default (murmur2 of the key, as the Java
  * client), so a key always lands in the same partition whichever client produced it.

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { topicRequests } from '../../../src/admin/init.ts';
 import { isTxstreamError } from '../../../src/errors.ts';
 import { createTopicAdmin } from '../../../src/kafka/admin.ts';
 import { createKafka } from '../../../src/kafka/client.ts';
 import { createKafkaSender } from '../../../src/kafka/producer.ts';
 import { createDlqPublisher, MAX_REASON_BYTES, parseDlqHeaders } from '../../../src/producers/dlq.ts';
 import type { DlqEntry } from '../../../src/producers/dlq.ts';
+import { createTopicCatalogue } from '../../../src/topics.ts';
 import { readTopic } from '../../support/consume.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 
@@ -22,11 +25,38 @@ const jobTopic = `${prefix}rpa.job-executions.v1`;
 const dlqTopics = [`${txTopic}.dlq`, `${jobTopic}.dlq`];
 const admin = createTopicAdmin({ ...connection, clientId: 'txstream-test-dlq-admin' });
 
-before(() =>
-  admin.create(dlqTopics.map((name) => ({ name, partitions: 3, replicationFactor: 1, configs: {} }))),
-);
+// Letters of records at the source limit, into DLQ topics made three ways: as `txstream init` makes
+// them, with the broker's defaults (made by hand or by another tool), and with max.message.bytes
+// lowered by hand below what the publisher's bound assumes (twice: low, and too low for anything).
+const SOURCE_LIMIT = 1_048_588; // Kafka's default message.max.bytes; the guarded decoder's default limit
+const initCatalogue = createTopicCatalogue({ prefix: `${prefix}init.` });
+const initSource = initCatalogue.get('transactions').name;
+const plainSource = `${prefix}plain.banking.transactions.v1`;
+const smallSource = `${prefix}small.banking.transactions.v1`;
+const tinySource = `${prefix}tiny.banking.transactions.v1`;
+const initDlq = topicRequests(initCatalogue, {
+  partitions: 1,
+  replicationFactor: 1,
+  retentionMs: 3_600_000,
+}).find((r) => r.kind === 'dlq' && r.request.name === `${initSource}.dlq`)!.request;
+const sizedTopics = [
+  initDlq,
+  { name: `${plainSource}.dlq`, partitions: 1, replicationFactor: 1, configs: {} },
+  {
+    name: `${smallSource}.dlq`,
+    partitions: 1,
+    replicationFactor: 1,
+    configs: { 'max.message.bytes': '65536' },
+  },
+  { name: `${tinySource}.dlq`, partitions: 1, replicationFactor: 1, configs: { 'max.message.bytes': '256' } },
+];
+
+before(async () => {
+  await admin.create(dlqTopics.map((name) => ({ name, partitions: 3, replicationFactor: 1, configs: {} })));
+  await admin.create(sizedTopics);
+});
 after(async () => {
-  await admin.delete(dlqTopics).catch(() => undefined);
+  await admin.delete([...dlqTopics, ...sizedTopics.map((t) => t.name)]).catch(() => undefined);
   await admin.close();
 });
 
@@ -129,7 +159,7 @@ describe('DLQ publisher', () => {
   );
 
   it(
-    'rejects, retriable, when the DLQ topic does not exist, instead of reporting success',
+    'rejects, not retriable, when the DLQ topic does not exist, instead of reporting success or stalling',
     { timeout: 120_000 },
     async () => {
       // One retry keeps the broker's UNKNOWN_TOPIC answer quick; kafkajs refuses an idempotent producer
@@ -146,13 +176,114 @@ describe('DLQ publisher', () => {
             },
           ]),
           (err: unknown) =>
+            // Non-retriable: the runner stops the process (exit 1) instead of retrying for ever.
             isTxstreamError(err, 'TOPIC_ERROR') &&
-            err.retriable &&
+            !err.retriable &&
             err.message.includes(`${prefix}missing.dlq`),
         );
       } finally {
         await sender.close();
       }
+    },
+  );
+});
+
+describe('DLQ publisher: letters of records at the source limit', () => {
+  const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  /** A poison value exactly at the source limit: a wrong magic byte, then incompressible bytes. */
+  const value = Buffer.concat([Buffer.from([7]), randomBytes(SOURCE_LIMIT - 1)]);
+  const headers = {
+    traceparent: Buffer.from('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'),
+    'x-batch': Buffer.from('etl-2026-01-05-0007'),
+    rep: [Buffer.from('first'), Buffer.from('second')],
+  };
+  const entryFor = (topic: string, offset = '42'): DlqEntry => ({
+    source: { topic, partition: 0, offset, timestamp: '1748858400000' },
+    key: Buffer.from('ACC-0042'),
+    value,
+    headers,
+    error: { code: 'POISON_RECORD', reason: 'wrong magic byte 7', stage: 'decode' },
+  });
+
+  async function letters(topic: string, count: number) {
+    const consumed = await readTopic(e.kafkaBrokers, topic, count);
+    assert.equal(await recordsIn(topic), count, `${topic} holds exactly ${count} letter(s)`);
+    return consumed.map((c) => ({ message: c.message, headers: parseDlqHeaders(c.message.headers) }));
+  }
+
+  for (const [made, source] of [
+    ['created by txstream init', initSource],
+    ['created with the broker defaults', plainSource],
+  ] as const) {
+    it(
+      `a letter of a value at the source limit, with source headers, is accepted by a DLQ topic ${made}`,
+      { timeout: 120_000 },
+      async () => {
+        // gzip (the consumer's DLQ sender) and none: random bytes do not compress, gzip only adds.
+        for (const [offset, compression] of [
+          ['42', 'gzip'],
+          ['43', 'none'],
+        ] as const) {
+          const sender = createKafkaSender(connection, { compression });
+          try {
+            await createDlqPublisher({ sender, now: () => NOW }).publish([entryFor(source, offset)]);
+          } finally {
+            await sender.close();
+          }
+        }
+        for (const l of await letters(`${source}.dlq`, 2)) {
+          assert.deepEqual(l.message.key, Buffer.from('ACC-0042'));
+          assert.equal(l.headers.error.code, 'POISON_RECORD');
+          assert.deepEqual(l.headers.original, headers, 'source headers kept');
+          assert.deepEqual(l.headers.truncated, { value: { bytes: SOURCE_LIMIT, sha256: sha256(value) } });
+          const kept = l.message.value!;
+          assert.ok(kept.length > SOURCE_LIMIT - 16 * 1024, `keeps ${kept.length} bytes`);
+          assert.ok(value.subarray(0, kept.length).equals(kept), 'a prefix of the value');
+        }
+      },
+    );
+  }
+
+  it(
+    'a DLQ topic that takes less than the bound gets the letter stripped (sha256 and length, no value bytes)',
+    { timeout: 120_000 },
+    async () => {
+      const sender = createKafkaSender(connection);
+      try {
+        await createDlqPublisher({ sender, now: () => NOW }).publish([entryFor(smallSource)]);
+      } finally {
+        await sender.close();
+      }
+      const [l] = await letters(`${smallSource}.dlq`, 1);
+      assert.deepEqual(l!.message.value, Buffer.alloc(0));
+      assert.deepEqual(l!.message.key, Buffer.from('ACC-0042'));
+      assert.deepEqual(l!.headers.original, {});
+      assert.deepEqual(l!.headers.truncated, {
+        value: { bytes: SOURCE_LIMIT, sha256: sha256(value) },
+        headers: { count: 4, bytes: 11 + 55 + 7 + 19 + 2 * 3 + 5 + 6 },
+      });
+      assert.deepEqual(l!.headers.source, entryFor(smallSource).source);
+    },
+  );
+
+  it(
+    'a DLQ topic too small even for the stripped letter: rejects, not retriable, naming MESSAGE_TOO_LARGE',
+    { timeout: 120_000 },
+    async () => {
+      const sender = createKafkaSender(connection);
+      try {
+        await assert.rejects(
+          createDlqPublisher({ sender, now: () => NOW }).publish([entryFor(tinySource)]),
+          (err: unknown) =>
+            isTxstreamError(err, 'BROKER_REJECTED') &&
+            !err.retriable &&
+            /stripped/.test(err.message) &&
+            /MESSAGE_TOO_LARGE/.test(err.message),
+        );
+      } finally {
+        await sender.close();
+      }
+      assert.equal(await recordsIn(`${tinySource}.dlq`), 0);
     },
   );
 });

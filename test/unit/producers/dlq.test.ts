@@ -1,25 +1,64 @@
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
+import kafkajs from 'kafkajs';
 import { isTxstreamError, TxstreamError } from '../../../src/errors.ts';
+import { classifyKafkaError } from '../../../src/kafka/producer.ts';
 import type { Ack, OutgoingMessage, RecordSender } from '../../../src/kafka/producer.ts';
 import {
   createDlqPublisher,
+  DEFAULT_MAX_LETTER_BYTES,
   DLQ_HEADERS,
   dlqMessage,
   dlqTopicsOf,
+  letterBytes,
   MAX_CODE_BYTES,
   MAX_REASON_BYTES,
+  MIN_LETTER_BYTES,
   parseDlqHeaders,
   TRUNCATION_MARK,
   truncateUtf8,
 } from '../../../src/producers/dlq.ts';
 import type { DlqEntry, DlqMessage, HeadersIn } from '../../../src/producers/dlq.ts';
-import { createTopicCatalogue } from '../../../src/topics.ts';
+import { createTopicCatalogue, KAFKA_DEFAULT_MAX_MESSAGE_BYTES } from '../../../src/topics.ts';
 
 // The dead-letter contract: what a letter looks like (bytes untouched, header names and values,
 // bounded UTF-8-safe reasons) and when publish may resolve (only after every letter was acknowledged).
 
 const NOW = new Date('2025-06-02T10:11:12.345Z');
+
+// kafkajs' own encoders (internal modules of the pinned kafkajs 2.2.4): the sizes below are the bytes the
+// producer sends and the broker measures against max.message.bytes, not this project's estimate of them.
+const requireCjs = createRequire(import.meta.url);
+type KafkaRecord = { key: Buffer | null; value: Buffer | null; headers: DlqMessage['headers'] };
+const encodeRecord = requireCjs('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (
+  r: KafkaRecord,
+) => { size(): number };
+const { RecordBatch } = requireCjs('kafkajs/src/protocol/recordBatch/v0/index.js') as {
+  RecordBatch: (o: { compression: number; records: unknown[] }) => Promise<{ size(): number }>;
+};
+
+/** One letter as kafkajs encodes it as the first record of a batch (length prefix included). */
+function recordBytes(m: DlqMessage): number {
+  return encodeRecord({ key: m.key, value: m.value, headers: m.headers }).size();
+}
+
+/** The record batch kafkajs sends for `messages`: what the broker compares with max.message.bytes. */
+async function batchBytes(messages: DlqMessage[], compression: 'gzip' | 'none'): Promise<number> {
+  const batch = await RecordBatch({
+    compression: compression === 'gzip' ? kafkajs.CompressionTypes.GZIP : kafkajs.CompressionTypes.None,
+    records: messages.map((m, offsetDelta) =>
+      Object.assign(encodeRecord({ key: m.key, value: m.value, headers: m.headers }), { offsetDelta }),
+    ),
+  });
+  return batch.size();
+}
+
+/** Kafka's default message.max.bytes: the source topics' limit, and the guarded decoder's default. */
+const SOURCE_LIMIT = 1_048_588;
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function entry(overrides: Partial<DlqEntry> = {}): DlqEntry {
   return {
@@ -249,6 +288,277 @@ describe('parseDlqHeaders', () => {
   });
 });
 
+/**
+ * A broker refusal as the kafkajs producer throws it (its retrier wraps the protocol error in a
+ * KafkaJSNonRetriableError) and as the Kafka sender classifies it.
+ */
+function refusal(type: string, code: number, message: string): TxstreamError {
+  const { KafkaJSNonRetriableError, KafkaJSProtocolError } = kafkajs as unknown as {
+    KafkaJSProtocolError: new (e: {
+      type: string;
+      code: number;
+      retriable: boolean;
+      message: string;
+    }) => Error;
+    KafkaJSNonRetriableError: new (e: Error, o: { cause: Error }) => Error;
+  };
+  const protocol = new KafkaJSProtocolError({ type, code, retriable: false, message });
+  return classifyKafkaError(
+    new KafkaJSNonRetriableError(protocol, { cause: protocol }),
+    'sending records to a.dlq failed',
+  );
+}
+
+const tooLarge = () =>
+  refusal(
+    'MESSAGE_TOO_LARGE',
+    10,
+    'The request included a message larger than the max message size the server will accept',
+  );
+
+describe('bounded dead letters (a letter always fits the DLQ topic)', () => {
+  const sourceHeaders = {
+    traceparent: Buffer.from('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'),
+    'x-origin': Buffer.from('etl-7'),
+    rep: [Buffer.from('a'), Buffer.from('b')],
+  };
+  /** Names and values of every source header value, as truncated.headers.bytes counts them. */
+  const sourceHeaderBytes = 'traceparent'.length + 55 + 'x-origin'.length + 5 + 2 * ('rep'.length + 1);
+  /** A small bound, so the boundary tests build letters of kilobytes, not megabytes. */
+  const BOUND = 20_000;
+  const UNBOUNDED = 100_000_000;
+
+  /** An entry whose whole letter (nothing cut) is exactly `bytes` long as kafkajs encodes it. */
+  function entryOfLetterBytes(bytes: number): DlqEntry {
+    const probe = recordBytes(
+      dlqMessage(entry({ value: Buffer.alloc(10_000), headers: sourceHeaders }), NOW, {
+        maxBytes: UNBOUNDED,
+      }),
+    );
+    const e = entry({ value: randomBytes(10_000 + bytes - probe), headers: sourceHeaders });
+    assert.equal(recordBytes(dlqMessage(e, NOW, { maxBytes: UNBOUNDED })), bytes, 'test set-up');
+    return e;
+  }
+
+  it('the letter of a value at the source limit fits the broker default message.max.bytes, gzipped or not', async () => {
+    // Issue 13: 1,048,400 bytes with a bad magic byte passed the broker as a source record, and its
+    // letter (1,049,083 bytes gzipped) could never be written. Random bytes: gzip can only add.
+    const value = randomBytes(SOURCE_LIMIT);
+    const e = entry({
+      value,
+      headers: sourceHeaders,
+      error: { code: 'POISON_RECORD', reason: `wrong magic byte ${'x'.repeat(5000)}`, stage: 'decode' },
+    });
+    const m = dlqMessage(e, NOW);
+    for (const compression of ['none', 'gzip'] as const) {
+      const bytes = await batchBytes([m], compression);
+      assert.ok(bytes <= SOURCE_LIMIT, `${compression}: a batch of ${bytes} bytes`);
+    }
+    const h = parseDlqHeaders(asConsumed(m.headers));
+    assert.deepEqual(h.truncated, { value: { bytes: SOURCE_LIMIT, sha256: sha256(value) } });
+    assert.ok(m.value && value.subarray(0, m.value.length).equals(m.value), 'a prefix of the value');
+    assert.ok(m.value.length > SOURCE_LIMIT - 16 * 1024, `keeps most of the value: ${m.value.length}`);
+    assert.deepEqual(h.original, sourceHeaders, 'the source headers are kept whole');
+    assert.equal(m.headers['txstream.truncated'], 'value');
+  });
+
+  it('just under and at the bound, the letter is whole and carries no truncation header', () => {
+    for (const bytes of [BOUND - 1, BOUND]) {
+      const e = entryOfLetterBytes(bytes);
+      const m = dlqMessage(e, NOW, { maxBytes: BOUND });
+      assert.deepEqual(m, dlqMessage(e, NOW, { maxBytes: UNBOUNDED }), `${bytes}: unchanged`);
+      assert.equal(recordBytes(m), bytes);
+      assert.ok(m.value?.equals(e.value!));
+      assert.equal(
+        Object.keys(m.headers).some((n) => n.startsWith('txstream.truncated')),
+        false,
+        `${bytes}: no truncation header`,
+      );
+    }
+  });
+
+  it('one byte over the bound, the value is cut to the longest prefix that fits, and the letter says so', () => {
+    const e = entryOfLetterBytes(BOUND + 1);
+    const m = dlqMessage(e, NOW, { maxBytes: BOUND });
+    const bytes = recordBytes(m);
+    assert.ok(bytes <= BOUND && bytes >= BOUND - 2, `${bytes} bytes: within the bound, and not much below`);
+    assert.ok(m.value && e.value!.subarray(0, m.value.length).equals(m.value), 'a prefix');
+    // What the value gives up is the room the truncation headers take, and nothing else.
+    assert.ok(e.value!.length - m.value.length < 200, `cut ${e.value!.length - m.value.length} bytes`);
+    assert.deepEqual(m.key, e.key);
+    const h = parseDlqHeaders(asConsumed(m.headers));
+    assert.deepEqual(h.truncated, { value: { bytes: e.value!.length, sha256: sha256(e.value!) } });
+    assert.deepEqual(h.original, sourceHeaders);
+    assert.equal(h.error.code, 'UNKNOWN_SCHEMA');
+  });
+
+  it('source headers are dropped (largest first) only once the value is down to its first KiB; the value gets the room back', () => {
+    const value = randomBytes(30_000);
+    const big = Buffer.alloc(14_000, 0x61);
+    const mid = Buffer.alloc(6_000, 0x62);
+    const m = dlqMessage(entry({ value, headers: { trace: Buffer.from('t-1'), big, mid } }), NOW, {
+      maxBytes: BOUND,
+    });
+    assert.ok(recordBytes(m) <= BOUND, `${recordBytes(m)} bytes`);
+    const h = parseDlqHeaders(asConsumed(m.headers));
+    assert.deepEqual(h.original, { trace: Buffer.from('t-1'), mid });
+    assert.deepEqual(h.truncated, {
+      value: { bytes: value.length, sha256: sha256(value) },
+      headers: { count: 1, bytes: 'big'.length + big.length },
+    });
+    assert.equal(m.headers['txstream.truncated'], 'value,headers');
+    assert.ok(m.value && m.value.length > 10_000, `the value keeps ${m.value?.length} bytes`);
+    assert.ok(value.subarray(0, m.value.length).equals(m.value));
+  });
+
+  it('an oversized key is cut last, to a prefix, with its sha256 and length', () => {
+    const key = randomBytes(50_000);
+    const value = randomBytes(5_000);
+    const m = dlqMessage(entry({ key, value, headers: sourceHeaders }), NOW, { maxBytes: BOUND });
+    assert.ok(recordBytes(m) <= BOUND, `${recordBytes(m)} bytes`);
+    assert.ok(m.key && m.key.length > 10_000 && key.subarray(0, m.key.length).equals(m.key), 'a key prefix');
+    assert.equal(m.value?.length, 1024, 'the value keeps its first KiB');
+    const h = parseDlqHeaders(asConsumed(m.headers));
+    assert.deepEqual(h.original, {});
+    assert.deepEqual(h.truncated, {
+      value: { bytes: value.length, sha256: sha256(value) },
+      headers: { count: 4, bytes: sourceHeaderBytes },
+      key: { bytes: key.length, sha256: sha256(key) },
+    });
+    assert.equal(m.headers['txstream.truncated'], 'value,headers,key');
+  });
+
+  it('stripped to its minimum: no value bytes, no source headers, the short key kept, sha256 and lengths say what was there', () => {
+    const value = randomBytes(3_000);
+    const m = dlqMessage(entry({ value, headers: sourceHeaders }), NOW, { strip: true });
+    assert.deepEqual(m.value, Buffer.alloc(0));
+    assert.deepEqual(m.key, Buffer.from('ACC-0001'));
+    const h = parseDlqHeaders(asConsumed(m.headers));
+    assert.deepEqual(h.original, {});
+    assert.deepEqual(h.truncated, {
+      value: { bytes: value.length, sha256: sha256(value) },
+      headers: { count: 4, bytes: sourceHeaderBytes },
+    });
+    // Everything that says why and where is still there.
+    assert.deepEqual(h.source, entry().source);
+    assert.deepEqual(h.error, entry().error);
+    assert.equal(h.schemaId, 9);
+  });
+
+  it('a tombstone or an empty value is never reported as cut', () => {
+    for (const value of [null, Buffer.alloc(0)]) {
+      const m = dlqMessage(entry({ value, headers: sourceHeaders }), NOW, { strip: true });
+      assert.deepEqual(m.value, value);
+      assert.equal(parseDlqHeaders(asConsumed(m.headers)).truncated?.value, undefined);
+    }
+  });
+
+  it('truncation headers are txstream.truncated.*, never under the txstream.original. prefix reserved for source headers', () => {
+    const m = dlqMessage(
+      entry({ key: randomBytes(50_000), value: randomBytes(5_000), headers: sourceHeaders }),
+      NOW,
+      { maxBytes: BOUND },
+    );
+    assert.deepEqual(
+      Object.keys(m.headers)
+        .filter((n) => n.startsWith('txstream.truncated'))
+        .sort(),
+      [
+        'txstream.truncated',
+        'txstream.truncated.headers.bytes',
+        'txstream.truncated.headers.count',
+        'txstream.truncated.key.bytes',
+        'txstream.truncated.key.sha256',
+        'txstream.truncated.value.bytes',
+        'txstream.truncated.value.sha256',
+      ],
+    );
+    assert.equal(Object.keys(m.headers).filter((n) => n.startsWith('txstream.original.')).length, 0);
+  });
+
+  it('letterBytes is the size kafkajs encodes (null key, tombstone, repeated and non-ASCII headers)', () => {
+    const cases = [
+      entry(),
+      entry({ key: null, value: null }),
+      entry({ value: randomBytes(70_000), headers: { ...sourceHeaders, ünïcödé: 'wert €' } }),
+      entry({
+        key: randomBytes(300),
+        value: Buffer.alloc(0),
+        headers: { empty: null, many: Array(200).fill(Buffer.from('x')) },
+      }),
+    ];
+    for (const e of cases) {
+      const m = dlqMessage(e, NOW, { maxBytes: UNBOUNDED });
+      assert.equal(letterBytes(m), recordBytes(m));
+    }
+  });
+
+  it('the default bound is the broker default less 8 KiB, and our own headers fit the smallest bound', async () => {
+    assert.equal(KAFKA_DEFAULT_MAX_MESSAGE_BYTES, SOURCE_LIMIT);
+    assert.equal(DEFAULT_MAX_LETTER_BYTES, SOURCE_LIMIT - 8192);
+    // Everything of ours at its longest: a 249-character topic, the longest code, reason and offset,
+    // and every truncation header.
+    const worst = entry({
+      source: {
+        topic: 't'.repeat(249),
+        partition: 2 ** 31 - 1,
+        offset: '9223372036854775807',
+        timestamp: '-9223372036854775808',
+      },
+      key: randomBytes(60_000),
+      value: randomBytes(60_000),
+      headers: { h: randomBytes(60_000) },
+      error: { code: '€'.repeat(500), reason: '😀'.repeat(2000), stage: 'warehouse' },
+      schemaId: 2 ** 31 - 1,
+    });
+    const m = dlqMessage(worst, NOW, { maxBytes: MIN_LETTER_BYTES });
+    assert.ok(recordBytes(m) <= MIN_LETTER_BYTES, `${recordBytes(m)} bytes`);
+    assert.equal(m.headers['txstream.truncated'], 'value,headers,key');
+    assert.throws(
+      () => createDlqPublisher({ sender: fakeSender().sender, maxLetterBytes: MIN_LETTER_BYTES - 1 }),
+      RangeError,
+    );
+    // The bound, at its default, as a gzipped batch of incompressible bytes: within the broker default.
+    const atBound = dlqMessage(entry({ value: randomBytes(2 * SOURCE_LIMIT) }), NOW);
+    assert.ok(
+      letterBytes(atBound) <= DEFAULT_MAX_LETTER_BYTES &&
+        letterBytes(atBound) >= DEFAULT_MAX_LETTER_BYTES - 2,
+    );
+    assert.ok((await batchBytes([atBound], 'gzip')) <= SOURCE_LIMIT);
+  });
+
+  it('a letter with a hundred thousand tiny source headers is bounded too, quickly', () => {
+    const headers = Object.fromEntries(
+      Array.from({ length: 100_000 }, (_, i) => [`h${i}`, Buffer.from('v')]),
+    );
+    const started = performance.now();
+    const m = dlqMessage(entry({ headers }), NOW, { maxBytes: BOUND });
+    assert.ok(performance.now() - started < 5_000, 'no quadratic cut');
+    assert.ok(recordBytes(m) <= BOUND, `${recordBytes(m)} bytes`);
+    const h = parseDlqHeaders(asConsumed(m.headers));
+    assert.equal(h.truncated?.headers?.count, 100_000 - Object.keys(h.original).length);
+    assert.ok(Object.keys(h.original).length > 500, 'as many kept as fit');
+  });
+
+  it('parseDlqHeaders refuses malformed truncation headers, naming them', () => {
+    const m = dlqMessage(entry({ value: randomBytes(30_000) }), NOW, { maxBytes: BOUND });
+    const h = asConsumed(m.headers);
+    assert.ok(parseDlqHeaders(h).truncated?.value);
+    const broken: [string, HeadersIn][] = [
+      ['txstream.truncated.value.sha256', { ...h, 'txstream.truncated.value.sha256': Buffer.from('xyz') }],
+      ['txstream.truncated.value.bytes', { ...h, 'txstream.truncated.value.bytes': undefined }],
+      ['txstream.truncated', { ...h, 'txstream.truncated': Buffer.from('value,colour') }],
+    ];
+    for (const [name, headers] of broken) {
+      assert.throws(
+        () => parseDlqHeaders(headers),
+        (err: unknown) => isTxstreamError(err, 'DECODE_FAILED') && err.message.includes(name),
+        name,
+      );
+    }
+  });
+});
+
 interface SendCall {
   topic: string;
   messages: readonly OutgoingMessage[];
@@ -339,16 +649,41 @@ describe('createDlqPublisher', () => {
   });
 
   it('rejects with a retriable error carrying the sender’s code when the broker did not acknowledge', async () => {
-    const cause = new TxstreamError('TOPIC_ERROR', 'topic a.dlq does not exist');
+    const cause = new TxstreamError('BROKER_UNAVAILABLE', 'no leader for a.dlq[0]', { retriable: true });
     const { sender } = fakeSender(() => cause);
     await assert.rejects(
       createDlqPublisher({ sender }).publish([entry({ source: { topic: 'a', partition: 0, offset: '0' } })]),
       (err: unknown) =>
-        isTxstreamError(err, 'TOPIC_ERROR') &&
+        isTxstreamError(err, 'BROKER_UNAVAILABLE') &&
         err.retriable &&
         err.cause === cause &&
         /dead-lettering 1 records to a\.dlq failed/.test(err.message),
     );
+  });
+
+  it('keeps a permanent refusal permanent: a non-retriable sender error is not re-wrapped as retriable', async () => {
+    // Retrying these for ever stalled the member (issue 13): the same bytes or the same missing grant
+    // are refused again. The runner stops the process on a non-retriable error instead (exit 1).
+    const refusals = [
+      refusal(
+        'TOPIC_AUTHORIZATION_FAILED',
+        29,
+        'Not authorized to access topics: [Topic authorization failed]',
+      ),
+      refusal('INVALID_RECORD', 87, 'This record has failed the validation on broker and hence be rejected'),
+      new TxstreamError('TOPIC_ERROR', 'topic a.dlq does not exist'),
+    ];
+    for (const cause of refusals) {
+      assert.equal(cause.retriable, false, `${cause.message}: classified non-retriable`);
+      const { sender } = fakeSender(() => cause);
+      await assert.rejects(
+        createDlqPublisher({ sender }).publish([
+          entry({ source: { topic: 'a', partition: 0, offset: '0' } }),
+        ]),
+        (err: unknown) => isTxstreamError(err, cause.code) && !err.retriable && err.cause === cause,
+        cause.message,
+      );
+    }
   });
 
   it('rejects (retriable) when a later send fails although an earlier one was acknowledged', async () => {
@@ -390,6 +725,56 @@ describe('createDlqPublisher', () => {
       createDlqPublisher({ sender }).publish([entry()]),
       (err: unknown) => isTxstreamError(err, 'PRODUCER_CLOSED') && !err.retriable,
     );
+  });
+
+  it('on MESSAGE_TOO_LARGE, re-sends the letter stripped to its minimum and resolves', async () => {
+    // A DLQ topic that takes less than the publisher's bound (max.message.bytes lowered by hand): the
+    // stripped letter still records the reject, so the partition moves on.
+    const { sender, calls } = fakeSender((c) =>
+      c.messages.some((m) => (m.value?.length ?? 0) > 1000)
+        ? tooLarge()
+        : c.messages.map((_, i) => ({ partition: 0, offset: String(i) })),
+    );
+    const e = entry({ value: randomBytes(50_000), headers: { trace: Buffer.from('t-1') } });
+    await createDlqPublisher({ sender, now: () => NOW }).publish([e]);
+    assert.equal(calls.length, 2);
+    const letter = sent(calls[1]!.messages[0]!);
+    assert.deepEqual(letter, dlqMessage(e, NOW, { strip: true }));
+    assert.deepEqual(letter.value, Buffer.alloc(0));
+    assert.deepEqual(parseDlqHeaders(asConsumed(letter.headers)).truncated, {
+      value: { bytes: 50_000, sha256: sha256(e.value!) },
+      headers: { count: 1, bytes: 'trace'.length + 3 },
+    });
+  });
+
+  it('a send refused as too large is retried letter by letter, in order; only the refused letter goes stripped', async () => {
+    const { sender, calls } = fakeSender((c) =>
+      c.messages.some((m) => (m.value?.length ?? 0) > 1000)
+        ? tooLarge()
+        : c.messages.map((_, i) => ({ partition: 0, offset: String(i) })),
+    );
+    const at = (offset: string, bytes: number) =>
+      entry({ source: { topic: 'a', partition: 0, offset }, value: randomBytes(bytes) });
+    await createDlqPublisher({ sender }).publish([at('0', 10), at('1', 50_000), at('2', 10)]);
+    assert.deepEqual(
+      calls.map((c) =>
+        c.messages.map((m) => `${String(sent(m).headers['txstream.source.offset'])}:${m.value?.length}`),
+      ),
+      [['0:10', '1:50000', '2:10'], ['0:10'], ['1:50000'], ['1:0'], ['2:10']],
+    );
+  });
+
+  it('refused even stripped: rejects non-retriable (the runner then stops the process) instead of retrying for ever', async () => {
+    const { sender, calls } = fakeSender(() => tooLarge());
+    await assert.rejects(
+      createDlqPublisher({ sender }).publish([entry({ value: randomBytes(50_000) })]),
+      (err: unknown) =>
+        isTxstreamError(err, 'BROKER_REJECTED') &&
+        !err.retriable &&
+        /stripped/.test(err.message) &&
+        /MESSAGE_TOO_LARGE/.test(err.message),
+    );
+    assert.equal(calls.length, 2, 'the letter, then the stripped letter');
   });
 
   it('a malformed entry sends nothing at all, not even the valid entries before it', async () => {
