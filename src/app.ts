@@ -219,8 +219,9 @@ export async function buildConsumerApp(o: {
               'the crashed consumer left its group: what it held is not committed and will be read again',
             );
           });
-        await sender.close();
       } finally {
+        // Closed whatever the runner's stop said: an open producer would keep the process alive.
+        await sender.close().catch(() => undefined);
         await server?.close();
       }
     },

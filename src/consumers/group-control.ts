@@ -8,7 +8,8 @@ import type { Consumer } from 'kafkajs';
 //   disconnect(). Here they log and report false instead: the group that comes back after the restart
 //   starts with nothing paused, and a stopping member fetches nothing more once it disconnected.
 // - commitOffsets() returns without committing anything while kafkajs' runner is not running, and
-//   also when a commit failed while it was stopping. A resolved call therefore proves nothing. The
+//   also when a commit failed while it was stopping; it throws a non-retriable error while the group
+//   is gone. A resolved call therefore proves nothing. The
 //   only sign of a commit the coordinator accepted is kafkajs' COMMIT_OFFSETS event, which its offset
 //   manager emits synchronously after the OffsetCommit response and before the call resolves. commit()
 //   resolves only when every offset it was given was in such an event; otherwise it throws
@@ -93,6 +94,10 @@ export function createGroupControl(
       awaiting = expected;
       try {
         await consumer.commitOffsets([...offsets]);
+      } catch (err) {
+        // Thrown, not retried by kafkajs: "Consumer group was not initialized" (its group is gone
+        // after a crash); retrying would commit into whatever generation comes back, over the new owner.
+        if ((err as Error | null)?.name !== 'KafkaJSNonRetriableError') throw err;
       } finally {
         awaiting = undefined;
       }

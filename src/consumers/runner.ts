@@ -644,10 +644,16 @@ export function createRunner(o: RunnerOptions): Runner {
       // kafkajs forgets the group on stop(), after which nothing can be committed. So: no new batches
       // (pause, and the loop above breaks), wait for the batch in progress, write and commit
       // everything while still a member, and only then leave the group.
-      group.pause([...bindings.keys()].map((topic) => ({ topic })));
+      const member = group.pause([...bindings.keys()].map((topic) => ({ topic })));
       await inBatch?.catch(() => undefined);
       let failure: unknown;
       try {
+        // kafkajs dropped its group (a crash): nothing written now could be committed, so the next
+        // owner would write it again. Leave it buffered, to be read again; only let writes in flight end.
+        if (!member) {
+          await serialized(async () => undefined);
+          throw new Error('the consumer group was gone (kafkajs crashed): buffered rows were not written');
+        }
         await serialized(() => flush(true));
       } catch (err) {
         failure = err;

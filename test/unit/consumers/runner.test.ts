@@ -77,6 +77,14 @@ function unavailable(settled?: (SinkRowResult | undefined)[]): TxstreamError {
 const ok = (rows: readonly Row[]): SinkRowResult[] => rows.map(() => ({ ok: true }));
 const idsOf = (rows: readonly Row[]) => rows.map((r) => r.insertId);
 
+/** What kafkajs' pause, resume and commitOffsets throw while it has no consumer group. */
+function notInitialized(): Error {
+  return Object.assign(new Error('Consumer group was not initialized, consumer#run must be called first'), {
+    name: 'KafkaJSNonRetriableError',
+    retriable: false,
+  });
+}
+
 function fakeConsumer(log: string[]) {
   const listeners = new Map<string, ((event: unknown) => void)[]>();
   const c = {
@@ -96,10 +104,12 @@ function fakeConsumer(log: string[]) {
     commitFailures: [] as Error[],
     commitAlwaysFails: undefined as Error | undefined,
     /**
-     * kafkajs 2.2.4 between a crash and its restart: commitOffsets resolves without committing (its
-     * runner is not running) and pause()/resume() throw, the consumer group being gone.
+     * kafkajs 2.2.4 between a crash and its restart: its consumer group is gone, and pause(), resume()
+     * and commitOffsets() throw "Consumer group was not initialized".
      */
     crashed: false,
+    /** kafkajs' runner not running (stopping, crashing): commitOffsets resolves without committing. */
+    notRunning: false,
     disconnects: 0,
     on(event: string, listener: (event: unknown) => void) {
       listeners.set(event, [...(listeners.get(event) ?? []), listener]);
@@ -115,12 +125,12 @@ function fakeConsumer(log: string[]) {
       c.config = config;
     },
     pause(topics: { topic: string }[]) {
-      if (c.crashed) throw new Error('Consumer group was not initialized, consumer#run must be called first');
+      if (c.crashed) throw notInitialized();
       c.pauses.push(topics);
       log.push(`pause ${topics.map((t) => t.topic).join(',')}`);
     },
     resume(topics: { topic: string }[]) {
-      if (c.crashed) throw new Error('Consumer group was not initialized, consumer#run must be called first');
+      if (c.crashed) throw notInitialized();
       c.resumes.push(topics);
       log.push(`resume ${topics.map((t) => t.topic).join(',')}`);
     },
@@ -129,7 +139,8 @@ function fakeConsumer(log: string[]) {
       await turn();
       const failure = c.commitFailures.shift() ?? c.commitAlwaysFails;
       const what = offsets.map((o) => `${o.topic}/${o.partition}@${o.offset}`).join(',');
-      if (c.crashed) {
+      if (c.crashed) throw notInitialized();
+      if (c.notRunning) {
         log.push(`commit ignored ${what}`);
         return;
       }
@@ -1180,8 +1191,8 @@ describe('createRunner: stopping cleanly, or saying it did not', () => {
   it('marks a commit done only once the broker confirmed it: kafkajs returns quietly when not running', async (t) => {
     const h = await setup(t, { maxRows: 10 });
     await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
-    // kafkajs crashed and has not restarted: commitOffsets resolves without committing anything.
-    h.consumer.crashed = true;
+    // kafkajs' runner is not running: commitOffsets resolves without committing anything.
+    h.consumer.notRunning = true;
     await assert.rejects(h.runner.stop(), (err: unknown) => {
       assert.ok(err instanceof UncleanStopError, String(err));
       assert.match(err.message, /tx\[0\] from offset 0 were not committed/);
@@ -1238,17 +1249,17 @@ describe('createRunner: kafkajs between a crash and its restart', () => {
     );
   });
 
-  it('stop() still flushes and leaves the group when pause() throws', async (t) => {
+  it('stop() writes nothing it could not commit when kafkajs dropped the group, and still leaves it', async (t) => {
     const h = await setup(t, { maxRows: 10 });
     await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
     h.consumer.crashed = true;
-    // The crash left nothing committable (the commit is ignored), so the stop is unclean, but it is a
-    // stop: the rows were written and the member left.
-    await assert.rejects(h.runner.stop(), UncleanStopError);
-    assert.deepEqual(
-      h.sink.calls.map((c) => c.ids.join(',')),
-      ['tx-0-0'],
-    );
+    await assert.rejects(h.runner.stop(), (err: unknown) => {
+      assert.ok(err instanceof UncleanStopError, String(err));
+      assert.match(err.message, /tx\[0\] from offset 0 \(1 not written\).*consumer group was gone/);
+      return true;
+    });
+    // Written now, the row could not be committed, and the next owner would write it a second time.
+    assert.deepEqual(h.sink.calls, []);
     assert.equal(h.consumer.disconnects, 1);
   });
 });
