@@ -9,6 +9,7 @@ import {
   LineCounter,
   parseDocument,
   visit,
+  type Alias,
   type Document,
   type Node,
 } from 'yaml';
@@ -34,7 +35,7 @@ import {
 // at once, as `promtool check rules` shows them. The format is documented in alerts.yaml itself.
 
 export interface RuleProblem {
-  /** 1-based; 0 for a problem with the file as a whole (missing, unreadable, too large). */
+  /** 1-based; 0 for a problem with the file as a whole (missing, unreadable, too large, problems not listed). */
   line: number;
   column: number;
   /** Where in the document: `rules[2].threshold`, `defaults.for`, `version`; '' for the whole file. */
@@ -51,11 +52,14 @@ function problemLine(file: string, p: RuleProblem): string {
 export class RulesError extends Error {
   readonly file: string;
   readonly problems: RuleProblem[];
-  constructor(file: string, problems: RuleProblem[]) {
+  /** How many problems were found: more than `problems` lists when there were over a hundred. */
+  readonly total: number;
+  constructor(file: string, problems: RuleProblem[], total = problems.length) {
     super(problems.map((p) => problemLine(file, p)).join('\n'));
     this.name = 'RulesError';
     this.file = file;
     this.problems = problems;
+    this.total = total;
   }
 }
 
@@ -85,10 +89,20 @@ export const DEFAULT_KNOWN_JOBS: readonly string[] = Object.freeze([
 ]);
 const DEFAULT_REPEAT_INTERVAL_MS = 4 * 3_600_000;
 
-/** Larger files are refused before they are parsed: a rules file is hand-written and a few KiB. */
-export const MAX_RULES_FILE_BYTES = 1024 * 1024;
+/**
+ * Larger files are refused before they are read whole or parsed. A rules file is hand-written and a
+ * few KiB (the shipped alerts.yaml is under 9 KiB); the bound keeps the cost of a hostile one small
+ * for every process that loads rules at start-up.
+ */
+export const MAX_RULES_FILE_BYTES = 128 * 1024;
 /** yaml's guard against alias bombs ("billion laughs"): alias expansions allowed per document. */
 const MAX_ALIAS_COUNT = 100;
+/** yaml resolves each alias by scanning the anchors before it, so thousands of aliases cost seconds. */
+const MAX_ALIASES = 100;
+/** Enough to fix a file by; tens of thousands (`rules: [{}, {}, …]`) would only flood a log. */
+const MAX_PROBLEMS = 100;
+/** A word quoted in a problem is cut here, so a hostile file cannot make a log line of its size. */
+const MAX_QUOTED_CHARS = 80;
 /** `for` and `repeat_interval` beyond a month are surely a typo (and the config's own bound). */
 const MAX_DURATION_MS = 30 * 86_400_000;
 const MAX_SUMMARY_CHARS = 1024;
@@ -101,6 +115,9 @@ const PLACEHOLDER = /^(value|threshold|labels\.[a-z_][a-z0-9_]*)$/;
 // The same check as the config's ALERT_EMAIL_TO, so a rule accepts what the environment accepts.
 const EMAIL = z.email();
 const isEmail = (s: string) => EMAIL.safeParse(s).success;
+
+/** A word from the file as a problem may quote it. */
+const clip = (word: string, max = MAX_QUOTED_CHARS) => (word.length > max ? `${word.slice(0, max)}…` : word);
 
 // ---------------------------------------------------------------------------------------------------
 // Durations
@@ -131,18 +148,20 @@ export function parseDuration(text: string | number): number {
   const parts = /^(?:\d+(?:ms|[wdhms]))+$/.test(s) ? [...s.matchAll(/(\d+)(ms|[wdhms])/g)] : [];
   if (parts.length === 0)
     throw new RangeError(
-      `"${text}" is not a duration: use a number and a unit (ms, s, m, h, d, w), e.g. 30s, 5m, 1h30m`,
+      `"${clip(text)}" is not a duration: use a number and a unit (ms, s, m, h, d, w), e.g. 30s, 5m, 1h30m`,
     );
   let ms = 0;
   let last = -1;
   for (const [, n, unit] of parts) {
     const order = UNIT_ORDER.indexOf(unit!);
     if (order <= last)
-      throw new RangeError(`"${text}" is not a duration: give each unit once, largest first (e.g. 1h30m)`);
+      throw new RangeError(
+        `"${clip(text)}" is not a duration: give each unit once, largest first (e.g. 1h30m)`,
+      );
     last = order;
     ms += Number(n) * UNIT_MS[unit!]!;
   }
-  if (!Number.isSafeInteger(ms)) throw new RangeError(`"${text}" is too long a duration`);
+  if (!Number.isSafeInteger(ms)) throw new RangeError(`"${clip(text)}" is too long a duration`);
   return ms;
 }
 
@@ -162,23 +181,45 @@ export function formatDuration(ms: number): string {
 // ---------------------------------------------------------------------------------------------------
 // "did you mean"
 
-/** Edits (insert, delete, replace, swap two neighbours) from a to b: the optimal string alignment distance. */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) {
-      const row = d[i]!;
-      row[j] = Math.min(
-        d[i - 1]![j]! + 1,
+/** A typo is at most this many edits from the word meant; a larger distance suggests nothing. */
+const MAX_TYPO_EDITS = 3;
+/**
+ * Words longer than this are no typo of a known word (the longest is 29 characters) and get no
+ * suggestion, so a hostile megabyte word costs nothing to compare.
+ */
+const MAX_SUGGESTED_CHARS = 64;
+
+/**
+ * Edits (insert, delete, replace, swap two neighbours) from a to b, the optimal string alignment
+ * distance, or Infinity once it must exceed `max`. Three rows of the matrix at a time, the shorter
+ * word across them.
+ */
+function editDistance(a: string, b: string, max: number): number {
+  if (Math.abs(a.length - b.length) > max) return Infinity;
+  const [long, short] = a.length >= b.length ? [a, b] : [b, a];
+  let before = new Array<number>(short.length + 1).fill(0);
+  let previous = Array.from({ length: short.length + 1 }, (_, j) => j);
+  let row = new Array<number>(short.length + 1).fill(0);
+  for (let i = 1; i <= long.length; i++) {
+    row[0] = i;
+    let rowMin = i;
+    for (let j = 1; j <= short.length; j++) {
+      let d = Math.min(
+        previous[j]! + 1,
         row[j - 1]! + 1,
-        d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+        previous[j - 1]! + (long[i - 1] === short[j - 1] ? 0 : 1),
       );
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        row[j] = Math.min(row[j]!, d[i - 2]![j - 2]! + 1);
+      if (i > 1 && j > 1 && long[i - 1] === short[j - 2] && long[i - 2] === short[j - 1])
+        d = Math.min(d, before[j - 2]! + 1);
+      row[j] = d;
+      rowMin = Math.min(rowMin, d);
     }
-  return d[a.length]![b.length]!;
+    // No cell of a later row is below this row's least (or the one before's, plus a swap's 1).
+    if (rowMin > max) return Infinity;
+    [before, previous, row] = [previous, row, before];
+  }
+  const distance = previous[short.length]!;
+  return distance <= max ? distance : Infinity;
 }
 
 /** Words people reach for from other alerting tools, and what they are called here. */
@@ -206,17 +247,18 @@ const SYNONYMS: Record<string, string> = {
 };
 
 function closest(word: string, candidates: readonly string[]): string | undefined {
+  if (word.length > MAX_SUGGESTED_CHARS) return undefined;
   const w = word.toLowerCase();
   if (candidates.includes(w)) return w;
-  const synonym = SYNONYMS[w];
+  const synonym = Object.hasOwn(SYNONYMS, w) ? SYNONYMS[w] : undefined;
   if (synonym && candidates.includes(synonym)) return synonym;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
-    const d = editDistance(w, c);
+    const d = editDistance(w, c, MAX_TYPO_EDITS);
     if (d < bestDistance) [best, bestDistance] = [c, d];
   }
-  if (best && bestDistance <= Math.max(1, Math.min(3, Math.floor(best.length / 3)))) return best;
+  if (best && bestDistance <= Math.max(1, Math.min(MAX_TYPO_EDITS, Math.floor(best.length / 3)))) return best;
   return candidates.find((c) => w.length >= 3 && (c.startsWith(w) || w.startsWith(c)));
 }
 
@@ -235,6 +277,8 @@ interface Ctx {
   lines: LineCounter;
   problems: Problems;
   options: Required<RulesOptions>;
+  /** Each alias's anchored node (see anchoredNodes). */
+  anchors: ReadonlyMap<Alias, Node>;
 }
 
 function at(
@@ -261,7 +305,7 @@ function report(
 /** Aliases stand for their anchored node; yaml has already bounded how much they may expand. */
 function deref(ctx: Ctx, node: unknown): Node | null {
   let n = node;
-  for (let hops = 0; isAlias(n) && hops < 10; hops++) n = n.resolve(ctx.doc);
+  for (let hops = 0; isAlias(n) && hops < 10; hops++) n = ctx.anchors.get(n);
   return isAlias(n) ? null : ((n as Node | null | undefined) ?? null);
 }
 
@@ -277,6 +321,8 @@ function describe(node: Node | null): string {
   }
   return 'something else';
 }
+
+const join = (p: string, key: string) => (p ? `${p}.${key}` : key);
 
 interface Entry {
   key: Node;
@@ -309,7 +355,7 @@ function entries(
       continue;
     }
     const name = key.value;
-    const child = p ? `${p}.${name}` : name;
+    const child = join(p, clip(name));
     if (!known.includes(name)) {
       const suggestion = closest(name, known);
       if (suggestion) out.suggested.add(suggestion);
@@ -320,8 +366,6 @@ function entries(
   }
   return out;
 }
-
-const join = (p: string, key: string) => (p ? `${p}.${key}` : key);
 
 function str(ctx: Ctx, e: Entry, p: string): string | undefined {
   if (isScalar(e.value) && typeof e.value.value === 'string') return e.value.value;
@@ -368,7 +412,7 @@ function duration(ctx: Ctx, e: Entry, p: string): number | undefined {
     return undefined;
   }
   if (ms > MAX_DURATION_MS) {
-    report(ctx, e.value, p, `must be at most 30d, got ${v}`, e.key);
+    report(ctx, e.value, p, `must be at most 30d, got ${clip(String(v))}`, e.key);
     return undefined;
   }
   return ms;
@@ -437,7 +481,7 @@ function template(ctx: Ctx, e: Entry, p: string, oneLine: boolean): string | und
         ctx,
         e.value,
         p,
-        `unknown placeholder {{${inner}}}${didYouMean(inner, ['value', 'threshold'])} (known: {{value}}, {{threshold}}, {{labels.<name>}})`,
+        `unknown placeholder {{${clip(inner)}}}${didYouMean(inner, ['value', 'threshold'])} (known: {{value}}, {{threshold}}, {{labels.<name>}})`,
         e.key,
       );
       ok = false;
@@ -847,7 +891,12 @@ function readDocument(ctx: Ctx): AlertRule[] {
     if (isScalar(nameNode) && typeof nameNode.value === 'string') {
       const seen = firstLine.get(nameNode.value);
       if (seen !== undefined)
-        report(ctx, nameNode, `${p}.name`, `duplicate rule name "${nameNode.value}" (first at line ${seen})`);
+        report(
+          ctx,
+          nameNode,
+          `${p}.name`,
+          `duplicate rule name "${clip(nameNode.value)}" (first at line ${seen})`,
+        );
       else firstLine.set(nameNode.value, at(ctx, nameNode, undefined).line);
     }
     const rule = readRule(ctx, node, p, defaults, rulesEntry.key);
@@ -867,8 +916,73 @@ function frozenMap<K, V>(entries: Iterable<readonly [K, V]>): ReadonlyMap<K, V> 
   return Object.freeze(map);
 }
 
-/** Validates a rules file's text. Throws RulesError listing every problem found. */
+/** A problem with the file as a whole, shown without a position. */
+const wholeFile = (message: string): RuleProblem => ({ line: 0, column: 0, path: '', message });
+
+/** `size` is the file's byte count, or a lower bound on it when it cannot be known without reading it all. */
+const tooLarge = (size: number | string) =>
+  `the file is ${size} bytes; a rules file may have at most ${MAX_RULES_FILE_BYTES} bytes (${MAX_RULES_FILE_BYTES / 1024} KiB)`;
+
+/** yaml's own messages run to about 100 characters; one that quotes a hostile tag runs to the tag's length. */
+const MAX_YAML_MESSAGE_CHARS = 200;
+
+function yamlProblems(ctx: Ctx, found: readonly { pos: [number, number]; message: string }[]): void {
+  for (const { pos, message } of found) {
+    const { line, col } = ctx.lines.linePos(pos[0]);
+    ctx.problems.push({ line, column: col, path: 'yaml', message: clip(message, MAX_YAML_MESSAGE_CHARS) });
+  }
+}
+
+/**
+ * Keys repeated within a mapping. yaml's own check (its uniqueKeys option) compares each key with every
+ * key before it: 200 KB of short keys took it 12 s. A set per mapping is linear.
+ */
+function duplicateKeys(ctx: Ctx): void {
+  visit(ctx.doc, {
+    Map(_, map) {
+      const seen = new Set<unknown>();
+      for (const { key } of map.items) {
+        if (!isScalar(key)) continue;
+        if (seen.has(key.value)) report(ctx, key, 'yaml', 'Map keys must be unique');
+        else seen.add(key.value);
+      }
+    },
+  });
+}
+
+/**
+ * Each alias's node (the last before it with its anchor, as yaml resolves it), in one pass over the
+ * document: yaml's Alias.resolve walks the whole document on every call.
+ */
+function anchoredNodes(doc: Document): { anchors: Map<Alias, Node>; aliases: Alias[] } {
+  const last = new Map<string, Node>();
+  const anchors = new Map<Alias, Node>();
+  const aliases: Alias[] = [];
+  visit(doc, {
+    Node(_, node) {
+      if (isAlias(node)) {
+        aliases.push(node);
+        const anchored = last.get(node.source);
+        if (anchored) anchors.set(node, anchored);
+      } else if (node.anchor) {
+        last.set(node.anchor, node);
+      }
+    },
+  });
+  return { anchors, aliases };
+}
+
+/** The first MAX_PROBLEMS problems in file order, then how many more there were. */
+function firstProblems(problems: Problems): Problems {
+  const sorted = problems.toSorted((a, b) => a.line - b.line || a.column - b.column);
+  if (sorted.length <= MAX_PROBLEMS) return sorted;
+  return [...sorted.slice(0, MAX_PROBLEMS), wholeFile(`… and ${sorted.length - MAX_PROBLEMS} more problems`)];
+}
+
+/** Validates a rules file's text. Throws RulesError listing every problem found (the first hundred). */
 export function parseRules(text: string, file: string, options: RulesOptions = {}): RuleSet {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > MAX_RULES_FILE_BYTES) throw new RulesError(file, [wholeFile(tooLarge(bytes))]);
   const ctx: Ctx = {
     doc: undefined as unknown as Document,
     lines: new LineCounter(),
@@ -878,55 +992,43 @@ export function parseRules(text: string, file: string, options: RulesOptions = {
       knownJobs: options.knownJobs ?? DEFAULT_KNOWN_JOBS,
       defaultRepeatIntervalMs: options.defaultRepeatIntervalMs ?? DEFAULT_REPEAT_INTERVAL_MS,
     },
+    anchors: new Map(),
   };
-  const bytes = Buffer.byteLength(text, 'utf8');
-  if (bytes > MAX_RULES_FILE_BYTES)
-    throw new RulesError(file, [
-      {
-        line: 0,
-        column: 0,
-        path: '',
-        message: `the file is ${bytes} bytes; a rules file may have at most ${MAX_RULES_FILE_BYTES}`,
-      },
-    ]);
+  const fail = () => new RulesError(file, firstProblems(ctx.problems), ctx.problems.length);
 
-  ctx.doc = parseDocument(text, { lineCounter: ctx.lines, prettyErrors: false, uniqueKeys: true });
-  for (const err of ctx.doc.errors) {
-    const { line, col } = ctx.lines.linePos(err.pos[0]);
-    ctx.problems.push({ line, column: col, path: 'yaml', message: err.message });
-  }
+  ctx.doc = parseDocument(text, { lineCounter: ctx.lines, prettyErrors: false, uniqueKeys: false });
+  yamlProblems(ctx, ctx.doc.errors);
+  duplicateKeys(ctx);
   // A broken tree yields misleading follow-on problems: report the syntax and stop, as a compiler does.
-  if (ctx.problems.length > 0) throw new RulesError(file, ctx.problems);
+  if (ctx.problems.length > 0) throw fail();
   // Warnings (an unknown !tag, usually an unquoted `!=`) leave a sound tree: reported, then checked on.
-  for (const warning of ctx.doc.warnings) {
-    const { line, col } = ctx.lines.linePos(warning.pos[0]);
-    ctx.problems.push({ line, column: col, path: 'yaml', message: warning.message });
-  }
+  yamlProblems(ctx, ctx.doc.warnings);
 
+  const { anchors, aliases } = anchoredNodes(ctx.doc);
+  if (aliases.length > MAX_ALIASES) {
+    report(
+      ctx,
+      aliases[MAX_ALIASES],
+      'yaml',
+      `the file has ${aliases.length} aliases; a rules file may have at most ${MAX_ALIASES}`,
+    );
+    throw fail();
+  }
+  ctx.anchors = anchors;
   try {
     ctx.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (err) {
-    let first: Node | undefined;
-    visit(ctx.doc, {
-      Alias(_, node) {
-        first = node;
-        return visit.BREAK;
-      },
-    });
     report(
       ctx,
-      first,
+      aliases[0],
       'yaml',
       `${(err as Error).message} (aliases may expand to at most ${MAX_ALIAS_COUNT} nodes)`,
     );
-    throw new RulesError(file, ctx.problems);
+    throw fail();
   }
 
   const rules = readDocument(ctx);
-  if (ctx.problems.length > 0) {
-    ctx.problems.sort((a, b) => a.line - b.line || a.column - b.column);
-    throw new RulesError(file, ctx.problems);
-  }
+  if (ctx.problems.length > 0) throw fail();
   return Object.freeze({
     file,
     rules: Object.freeze(rules) as AlertRule[],
@@ -934,27 +1036,36 @@ export function parseRules(text: string, file: string, options: RulesOptions = {
   });
 }
 
+/**
+ * A rules file's text. A regular file is refused by its size before it is read; anything else (a pipe,
+ * a device) after at most one byte past the limit.
+ */
+async function readBounded(file: string): Promise<string> {
+  const handle = await open(file, 'r');
+  try {
+    const stats = await handle.stat();
+    if (stats.isFile() && stats.size > MAX_RULES_FILE_BYTES)
+      throw new RulesError(file, [wholeFile(tooLarge(stats.size))]);
+    const buffer = Buffer.alloc(MAX_RULES_FILE_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > MAX_RULES_FILE_BYTES)
+        throw new RulesError(file, [wholeFile(tooLarge(`more than ${MAX_RULES_FILE_BYTES}`))]);
+    }
+    return buffer.toString('utf8', 0, length);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Reads and validates a rules file; a missing, unreadable or oversized file is a RulesError at line 0. */
 export async function loadRules(file: string, options: RulesOptions = {}): Promise<RuleSet> {
-  const fail = (message: string) => new RulesError(file, [{ line: 0, column: 0, path: '', message }]);
   let text: string;
   try {
-    // Read at most one byte past the limit, so a huge file (or an endless device) is refused cheaply.
-    const handle = await open(file, 'r');
-    try {
-      const buffer = Buffer.alloc(MAX_RULES_FILE_BYTES + 1);
-      let length = 0;
-      for (;;) {
-        const { bytesRead } = await handle.read(buffer, length, buffer.length - length);
-        if (bytesRead === 0) break;
-        length += bytesRead;
-        if (length > MAX_RULES_FILE_BYTES)
-          throw fail(`the file is larger than ${MAX_RULES_FILE_BYTES} bytes, the most a rules file may have`);
-      }
-      text = buffer.toString('utf8', 0, length);
-    } finally {
-      await handle.close();
-    }
+    text = await readBounded(file);
   } catch (err) {
     if (err instanceof RulesError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
@@ -966,7 +1077,7 @@ export async function loadRules(file: string, options: RulesOptions = {}): Promi
           : code === 'EISDIR'
             ? 'is a directory, not a rules file'
             : (err as Error).message;
-    throw fail(`cannot read the rules file: ${reason}`);
+    throw new RulesError(file, [wholeFile(`cannot read the rules file: ${reason}`)]);
   }
   return parseRules(text, file, options);
 }

@@ -58,7 +58,7 @@ export function registerAlertsValidate(alerts: Command): void {
         if (!(err instanceof RulesError)) throw err;
         if (opts.json) out(JSON.stringify({ file, valid: false, problems: err.problems }, null, 2));
         process.stderr.write(`${err.message}\n`);
-        const n = err.problems.length;
+        const n = err.total;
         throw new CliError(`${file}: ${n} ${n === 1 ? 'problem' : 'problems'}, no rules loaded`, 1);
       }
       if (opts.json) out(JSON.stringify({ file, valid: true, rules: set.rules }, null, 2));

@@ -591,7 +591,7 @@ describe('parseRules: refused files', () => {
     ]);
     const big = `${oneRule()}# ${'x'.repeat(MAX_RULES_FILE_BYTES)}\n`;
     assert.deepEqual(problems(big), [
-      `0:0: : the file is ${Buffer.byteLength(big)} bytes; a rules file may have at most ${MAX_RULES_FILE_BYTES}`,
+      `0:0: : the file is ${Buffer.byteLength(big)} bytes; a rules file may have at most ${MAX_RULES_FILE_BYTES} bytes (${MAX_RULES_FILE_BYTES / 1024} KiB)`,
     ]);
   });
 });
@@ -628,7 +628,7 @@ describe('loadRules', () => {
     await writeFile(big, Buffer.alloc(MAX_RULES_FILE_BYTES + 10, 0x20));
     cases.push([
       big,
-      `the file is larger than ${MAX_RULES_FILE_BYTES} bytes, the most a rules file may have`,
+      `the file is ${MAX_RULES_FILE_BYTES + 10} bytes; a rules file may have at most ${MAX_RULES_FILE_BYTES} bytes (${MAX_RULES_FILE_BYTES / 1024} KiB)`,
     ]);
     for (const [file, message] of cases)
       await assert.rejects(loadRules(file), (err: unknown) => {
