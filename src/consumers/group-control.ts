@@ -52,7 +52,9 @@ export interface GroupControl {
   /** Resumes the topics; false (logged) when kafkajs has no group to resume. */
   resume(topics: readonly { topic: string }[]): boolean;
   /** Commits, and resolves only once the coordinator confirmed every offset (see the header). */
-  commit(offsets: readonly { topic: string; partition: number; offset: string }[]): Promise<void>;
+  commit(
+    offsets: readonly { topic: string; partition: number; offset: string; metadata?: string | null }[],
+  ): Promise<void>;
 }
 
 const keyOf = (topic: string, partition: number | string) => `${topic}\u0000${partition}`;

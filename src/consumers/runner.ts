@@ -55,6 +55,34 @@ export interface SinkRowResult {
  */
 export interface RunnerSink {
   insert(table: string, rows: readonly InsertRow<Record<string, unknown>>[]): Promise<SinkRowResult[]>;
+  /** For a sink whose per-partition position travels in the Kafka commit (the Storage Write API sink). */
+  partitions?: PartitionHooks;
+}
+
+/** What the group committed for a partition. */
+export interface CommittedOffset {
+  partition: number;
+  offset: string;
+  metadata: string | null;
+}
+
+/**
+ * A sink that records its position per partition in the Kafka commit's metadata. The runner reads the
+ * committed metadata before a partition's first write in each generation, asks the sink for the
+ * metadata of every commit, and lets the sink commit the partition's current point ahead of a write
+ * (to record a new stream before anything is appended to it).
+ */
+export interface PartitionHooks {
+  /** Called once at start with the runner's write-ahead commit (confirmed by the coordinator when it resolves). */
+  bind(commitAhead: (topic: string, partition: number, metadata: string) => Promise<void>): void;
+  /** Before the first write of a partition in a generation: what the group committed for it, if anything. */
+  assign(p: { topic: string; table: string; partition: number; committed?: CommittedOffset }): void;
+  /** The metadata to commit with `offset` (the next offset to consume) for the partition. */
+  metadata(topic: string, partition: number, offset: string): string | null;
+  /** The coordinator confirmed a commit of `offset` for the partition. */
+  committed(topic: string, partition: number, offset: string): void;
+  /** The member joined a new generation: every partition is assigned anew. */
+  revokeAll(): void;
 }
 
 export interface DeadLetter {
@@ -105,6 +133,8 @@ export interface RunnerOptions {
   bindings: readonly TopicBinding[];
   decoder: GuardedDecoder;
   sink: RunnerSink;
+  /** What the group has committed for a topic's partitions; required when the sink has `partitions`. */
+  fetchCommitted?: (topic: string) => Promise<CommittedOffset[]>;
   dlq: RunnerDlq;
   batch: { maxRows: number; maxBytes?: number; lingerMs: number };
   logger: RunnerLogger;
@@ -206,7 +236,12 @@ export function createRunner(o: RunnerOptions): Runner {
   let joinPending = false;
   let fatal = false;
   /** Per partition held: the high watermark of its last fetch and the first offset fetched. */
-  const watermarks = new Map<string, { topic: string; partition: number; high: string; first: string }>();
+  const watermarks = new Map<
+    string,
+    { topic: string; partition: number; high: string; first: string; committed?: string }
+  >();
+  const hooks = o.sink.partitions;
+  if (hooks && !o.fetchCommitted) throw new Error('a sink with partition hooks needs fetchCommitted');
   const backoff = createBackoff({
     sleep,
     random,
@@ -397,8 +432,44 @@ export function createRunner(o: RunnerOptions): Runner {
   async function commit(): Promise<void> {
     const offsets = tracker.committable();
     if (offsets.length === 0) return;
-    await group.commit(offsets);
+    await group.commit(
+      hooks
+        ? offsets.map((c) => ({ ...c, metadata: hooks.metadata(c.topic, c.partition, c.offset) }))
+        : offsets,
+    );
     tracker.markCommitted(offsets);
+    if (hooks) for (const c of offsets) hooks.committed(c.topic, c.partition, c.offset);
+  }
+
+  /**
+   * The sink's write-ahead commit: the partition's current point (what this member committed, else
+   * what the group had, else the first offset read) with new metadata, before anything is appended.
+   */
+  async function commitAhead(topic: string, partition: number, metadata: string): Promise<void> {
+    const w = watermarks.get(`${topic}\u0000${partition}`);
+    const offset = tracker.committed(topic, partition) ?? w?.committed ?? w?.first;
+    if (offset === undefined)
+      throw new Error(`write-ahead commit for ${topic}[${partition}], which is not held`);
+    await group.commit([{ topic, partition, offset, metadata }]);
+  }
+
+  /** A partition's first batch in this generation: tells the sink what the group committed for it. */
+  async function assignToSink(
+    topic: string,
+    partition: number,
+    heartbeat: () => Promise<void>,
+  ): Promise<void> {
+    if (!hooks) return;
+    const all = await withRetry('fetch committed offsets', () => o.fetchCommitted!(topic), heartbeat);
+    const committed = all.find((c) => c.partition === partition);
+    const w = watermarks.get(`${topic}\u0000${partition}`);
+    if (w && committed) w.committed = committed.offset;
+    hooks.assign({
+      topic,
+      table: bindings.get(topic)!.table,
+      partition,
+      ...(committed ? { committed } : {}),
+    });
   }
 
   /** Flushes every table whose batch is due (or all of them), then commits what became contiguous. */
@@ -453,6 +524,7 @@ export function createRunner(o: RunnerOptions): Runner {
       let unacked = 0;
       for (const w of watermarks.values()) unacked += tracker.revoke(w.topic, w.partition);
       watermarks.clear();
+      hooks?.revokeAll();
       if (dropped) o.metrics?.dropped(dropped);
       o.logger.info(
         { assigned, droppedBuffered: dropped, unacknowledged: unacked },
@@ -536,13 +608,15 @@ export function createRunner(o: RunnerOptions): Runner {
     const key = `${batch.topic}\u0000${batch.partition}`;
     const mark = watermarks.get(key);
     if (mark) mark.high = batch.highWatermark;
-    else if (batch.messages[0])
+    else if (batch.messages[0]) {
       watermarks.set(key, {
         topic: batch.topic,
         partition: batch.partition,
         high: batch.highWatermark,
         first: batch.messages[0].offset,
       });
+      await assignToSink(batch.topic, batch.partition, heartbeat);
+    }
     await withRetry(
       'fetch schemas',
       () => o.decoder.prepare(batch.messages.map((m) => peekSchemaId(m.value))),
@@ -622,6 +696,7 @@ export function createRunner(o: RunnerOptions): Runner {
 
   return {
     async start() {
+      hooks?.bind((topic, partition, metadata) => commitAhead(topic, partition, metadata));
       o.consumer.on(o.consumer.events.REBALANCING, () => {
         // kafkajs' own loop learned of a rebalance and is rejoining now; commit what we can meanwhile.
         void release('group rebalancing');

@@ -6,7 +6,9 @@ import type { Consumer, ConsumerRunConfig, EachBatchPayload, KafkaMessage } from
 import type { GuardedDecodeResult, GuardedDecoder } from '../../../src/codec/guarded-decoder.ts';
 import { createRunner, isMembershipError, UncleanStopError } from '../../../src/consumers/runner.ts';
 import type {
+  CommittedOffset,
   DeadLetter,
+  PartitionHooks,
   Runner,
   RunnerDlq,
   RunnerMetrics,
@@ -134,7 +136,9 @@ function fakeConsumer(log: string[]) {
       c.resumes.push(topics);
       log.push(`resume ${topics.map((t) => t.topic).join(',')}`);
     },
-    async commitOffsets(offsets: { topic: string; partition: number; offset: string }[]) {
+    async commitOffsets(
+      offsets: { topic: string; partition: number; offset: string; metadata?: string | null }[],
+    ) {
       c.commitAttempts++;
       await turn();
       const failure = c.commitFailures.shift() ?? c.commitAlwaysFails;
@@ -149,6 +153,8 @@ function fakeConsumer(log: string[]) {
         throw failure;
       }
       c.commits.push(offsets.map((o) => ({ ...o })));
+      for (const o of offsets as { metadata?: string | null }[])
+        if (o.metadata !== undefined) log.push(`metadata ${o.metadata}`);
       log.push(`commit ${what}`);
       // As kafkajs' offset manager does once the coordinator answered: the only sign of a real commit.
       c.emit(c.events.COMMIT_OFFSETS, {
@@ -312,6 +318,8 @@ interface SetupOptions {
   random?: number[];
   /** Backoff sleeps wait until the test calls wake() instead of ending at the next turn. */
   holdSleeps?: boolean;
+  /** Gives the sink partition hooks (as the Storage Write API sink has) and the group's commits. */
+  partitions?: { hooks: PartitionHooks; committed: Record<string, CommittedOffset[]> };
 }
 
 type Harness = Awaited<ReturnType<typeof setup>>;
@@ -329,7 +337,11 @@ async function setup(t: TestContext, o: SetupOptions = {}) {
   const fatal: Error[] = [];
   const randoms = [...(o.random ?? [])];
   const held: (() => void)[] = [];
+  if (o.partitions) Object.assign(sink, { partitions: o.partitions.hooks });
   const runner: Runner = createRunner({
+    ...(o.partitions
+      ? { fetchCommitted: async (topic: string) => o.partitions!.committed[topic] ?? [] }
+      : {}),
     consumer: consumer as unknown as Consumer,
     bindings: [binding(TX, 'fact_tx'), binding(JOBS, 'fact_jobs')],
     decoder: decoder satisfies GuardedDecoder,
@@ -1261,6 +1273,59 @@ describe('createRunner: kafkajs between a crash and its restart', () => {
     // Written now, the row could not be committed, and the next owner would write it a second time.
     assert.deepEqual(h.sink.calls, []);
     assert.equal(h.consumer.disconnects, 1);
+  });
+});
+
+describe('createRunner: a sink that keeps its position in the Kafka commit', () => {
+  function hooksLog(log: string[]) {
+    let commitAhead: ((topic: string, partition: number, metadata: string) => Promise<void>) | undefined;
+    const hooks: PartitionHooks = {
+      bind: (fn) => void (commitAhead = fn),
+      assign: (p) =>
+        void log.push(
+          `assign ${p.topic}/${p.partition} ${p.committed?.offset ?? '-'} ${p.committed?.metadata ?? '-'}`,
+        ),
+      metadata: (topic, partition, offset) => `m:${topic}/${partition}@${offset}`,
+      committed: (topic, partition, offset) => void log.push(`confirmed ${topic}/${partition}@${offset}`),
+      revokeAll: () => void log.push('revokeAll'),
+    };
+    return {
+      hooks,
+      ahead: (topic: string, partition: number, m: string) => commitAhead!(topic, partition, m),
+    };
+  }
+
+  it('assigns each partition once per generation with what the group committed, and commits with the sink metadata', async (t) => {
+    const log: string[] = [];
+    const { hooks, ahead } = hooksLog(log);
+    const committed = { [TX]: [{ partition: 0, offset: '5', metadata: 'old' }] };
+    const h = await setup(t, { maxRows: 2, partitions: { hooks, committed } });
+    const sinkLog = h.log;
+    await h.consumer.deliver(batchOf(h, TX, 0, [5, 6]).payload);
+    await h.consumer.deliver(batchOf(h, TX, 1, [0]).payload);
+    await h.consumer.deliver(batchOf(h, TX, 0, [7]).payload);
+    assert.deepEqual(
+      log.filter((l) => l.startsWith('assign')),
+      ['assign tx/0 5 old', 'assign tx/1 - -'],
+    );
+    assert.ok(sinkLog.includes('metadata m:tx/0@7'), sinkLog.join('\n'));
+    assert.ok(log.includes('confirmed tx/0@7'));
+    // The write-ahead commit: the partition's current point (this member's last commit) with new metadata.
+    await ahead(TX, 0, 'new-stream');
+    assert.deepEqual(h.consumer.commits.at(-1), [
+      { topic: TX, partition: 0, offset: '8', metadata: 'new-stream' },
+    ]);
+    // A partition this member has not committed yet: what the group had, else the first offset read.
+    await h.consumer.deliver(batchOf(h, JOBS, 3, [4]).payload);
+    await ahead(JOBS, 3, 'jobs-stream');
+    assert.deepEqual(h.consumer.commits.at(-1), [
+      { topic: JOBS, partition: 3, offset: '4', metadata: 'jobs-stream' },
+    ]);
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0] } });
+    await settle();
+    assert.equal(log.at(-1), 'revokeAll');
+    await h.consumer.deliver(batchOf(h, TX, 0, [8]).payload);
+    assert.equal(log.at(-1), 'assign tx/0 5 old', 'assigned again in the new generation');
   });
 });
 
