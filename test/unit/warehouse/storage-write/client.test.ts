@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { protos } from '@google-cloud/bigquery-storage';
+import { isTxstreamError, TxstreamError } from '../../../../src/errors.ts';
+import {
+  classifyStatus,
+  outcomeOf,
+  parseStreamEnd,
+  statusError,
+} from '../../../../src/warehouse/storage-write/client.ts';
+
+// The pure half of the Storage Write client: what each status and response means for an append. The
+// integration test drives the same paths against the emulator; these pin BigQuery's texts and codes,
+// which no local server produces.
+
+const v1 = protos.google.cloud.bigquery.storage.v1;
+const Code = v1.StorageError.StorageErrorCode;
+
+function storageErrorDetail(code: number, errorMessage: string) {
+  return {
+    typeUrl: 'type.googleapis.com/google.cloud.bigquery.storage.v1.StorageError',
+    value: v1.StorageError.encode({
+      code,
+      entity: 'projects/p/datasets/d/tables/t/streams/s',
+      errorMessage,
+    }).finish(),
+  };
+}
+
+function error(value: unknown): TxstreamError {
+  assert.ok(value instanceof TxstreamError, `expected a TxstreamError, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+describe('parseStreamEnd', () => {
+  it('reads the stream end from BigQuery’s and from the emulator’s texts', () => {
+    assert.equal(parseStreamEnd('The offset is beyond stream, expected offset 0, received 2313'), 0);
+    assert.equal(parseStreamEnd('The offset is within stream, expected offset 42, received 7'), 42);
+    assert.equal(parseStreamEnd('Offset 0 already committed; next expected 3'), 3);
+    assert.equal(parseStreamEnd('Offset 10 beyond next expected 3'), 3);
+    assert.equal(parseStreamEnd('ALREADY_EXISTS'), undefined);
+    assert.equal(parseStreamEnd('expected offset 99999999999999999999'), undefined);
+  });
+});
+
+describe('classifyStatus', () => {
+  it('turns offset refusals into outcomes carrying the stream end', () => {
+    assert.deepEqual(classifyStatus({ code: 6, message: 'Offset 0 already committed; next expected 3' }), {
+      kind: 'already-exists',
+      message: 'Offset 0 already committed; next expected 3',
+      expected: 3,
+    });
+    assert.deepEqual(classifyStatus({ code: 11, message: 'beyond stream, expected offset 5, received 9' }), {
+      kind: 'out-of-range',
+      message: 'beyond stream, expected offset 5, received 9',
+      expected: 5,
+    });
+    assert.deepEqual(classifyStatus({ code: 6, message: 'no number here' }), {
+      kind: 'already-exists',
+      message: 'no number here',
+    });
+  });
+
+  it('reports a stream that no longer takes appends as stream-gone', () => {
+    for (const status of [
+      { code: 5, message: 'Stream not found: projects/p/datasets/d/tables/t/streams/0123456789abcdef' },
+      { code: 9, message: 'Stream is FINALIZED' },
+      { code: 3, message: 'whatever', storageCode: Code.STREAM_FINALIZED },
+      { code: 9, message: 'whatever', storageCode: Code.STREAM_NOT_FOUND },
+    ])
+      assert.equal((classifyStatus(status) as { kind?: string }).kind, 'stream-gone', JSON.stringify(status));
+    assert.deepEqual(classifyStatus({ code: 9, message: 'Stream is FINALIZED' }), {
+      kind: 'stream-gone',
+      message: 'Stream is FINALIZED',
+    });
+    // Other failed preconditions are not about the stream.
+    assert.ok(isTxstreamError(classifyStatus({ code: 9, message: 'CMEK key disabled' }), 'WAREHOUSE_ERROR'));
+  });
+
+  it('makes passing failures retriable and the rest WAREHOUSE_ERROR', () => {
+    for (const code of [1, 2, 4, 10, 13, 14, undefined]) {
+      const err = error(classifyStatus({ code, message: 'x' }));
+      assert.equal(err.code, 'WAREHOUSE_UNAVAILABLE', String(code));
+      assert.equal(err.retriable, true);
+    }
+    assert.equal(error(classifyStatus({ code: 8, message: 'Exceeds quota' })).code, 'WAREHOUSE_UNAVAILABLE');
+    for (const code of [3, 7, 12, 16]) {
+      const err = error(classifyStatus({ code, message: 'x' }));
+      assert.equal(err.code, 'WAREHOUSE_ERROR', String(code));
+      assert.equal(err.retriable, false);
+    }
+  });
+
+  it('recognises a request over the size limit in either service’s words', () => {
+    for (const [code, message] of [
+      [
+        3,
+        'AppendRows request too large: 11854265 limit 10485760 Entity: projects/p/datasets/d/tables/t/streams/s',
+      ],
+      [
+        8,
+        'AppendRowsRequest exceeds the 10485760-byte size cap (11308484 bytes). Split the payload into smaller batches.',
+      ],
+      [8, 'SERVER: Received message larger than max (13408484 vs. 11534336)'],
+    ] as const)
+      assert.equal(error(classifyStatus({ code, message })).code, 'REQUEST_TOO_LARGE', message);
+  });
+
+  it('keeps the cause it is given', () => {
+    const cause = new Error('boom');
+    assert.equal(statusError(14, 'x', cause).cause, cause);
+  });
+});
+
+describe('outcomeOf', () => {
+  it('is ok at the offset plus the rows appended', () => {
+    assert.deepEqual(outcomeOf({ appendResult: { offset: { value: 7 } } }, 7, 3), {
+      kind: 'ok',
+      nextOffset: 10,
+    });
+    assert.deepEqual(outcomeOf({ error: { code: 0 } }, 0, 2), { kind: 'ok', nextOffset: 2 });
+  });
+
+  it('lists row errors by index (int64 indexes arrive as strings or numbers)', () => {
+    assert.deepEqual(
+      outcomeOf(
+        {
+          error: { code: 3, message: 'Errors found in some rows' },
+          rowErrors: [
+            { index: '1', code: 1, message: 'Field amount: value out of range' },
+            { index: 4, code: 1, message: 'Invalid JSON' },
+          ],
+        },
+        0,
+        5,
+      ),
+      {
+        kind: 'rows-rejected',
+        rows: [
+          { index: 1, message: 'Field amount: value out of range' },
+          { index: 4, message: 'Invalid JSON' },
+        ],
+      },
+    );
+  });
+
+  it('reads the stream end from a StorageError detail when the status message lacks it', () => {
+    const outcome = outcomeOf(
+      {
+        error: {
+          code: 6,
+          message: 'ALREADY_EXISTS',
+          details: [
+            storageErrorDetail(
+              Code.OFFSET_ALREADY_EXISTS,
+              'The offset is within stream, expected offset 12, received 10',
+            ),
+          ],
+        },
+      },
+      10,
+      4,
+    );
+    assert.deepEqual(outcome, {
+      kind: 'already-exists',
+      message: 'ALREADY_EXISTS (The offset is within stream, expected offset 12, received 10)',
+      expected: 12,
+    });
+    const gone = outcomeOf(
+      {
+        error: { code: 3, message: 'bad', details: [storageErrorDetail(Code.STREAM_FINALIZED, 'finalized')] },
+      },
+      0,
+      1,
+    );
+    assert.equal((gone as { kind?: string }).kind, 'stream-gone');
+  });
+
+  it('blames the only row of a refused one-row request, and refuses to guess for more rows', () => {
+    assert.deepEqual(
+      outcomeOf({ error: { code: 3, message: 'Rescaling Decimal value would cause data loss' } }, 5, 1),
+      {
+        kind: 'rows-rejected',
+        rows: [{ index: 0, message: 'Rescaling Decimal value would cause data loss' }],
+      },
+    );
+    assert.ok(
+      isTxstreamError(
+        outcomeOf({ error: { code: 3, message: 'Rescaling Decimal value would cause data loss' } }, 5, 2),
+        'WAREHOUSE_ERROR',
+      ),
+    );
+    assert.ok(
+      isTxstreamError(
+        outcomeOf(
+          { error: { code: 3, message: 'AppendRows request too large: 11854265 limit 10485760' } },
+          0,
+          1,
+        ),
+        'REQUEST_TOO_LARGE',
+      ),
+    );
+  });
+});
