@@ -5,9 +5,10 @@ import { createRegistryClient, registryConnection } from './codec/registry.ts';
 import { createSchemaCatalog } from './codec/schemas.ts';
 import { createValidator } from './codec/validate.ts';
 import type { Config } from './config/config.ts';
-import type { RunnerSink, TopicBinding } from './consumers/runner.ts';
+import type { CommittedOffset, RunnerSink, TopicBinding } from './consumers/runner.ts';
 import { createRunner } from './consumers/runner.ts';
-import { createKafka, createTrackedConsumer, kafkaConnection } from './kafka/client.ts';
+import { createKafka, createTrackedConsumer, kafkaConnection, lazyAdmin } from './kafka/client.ts';
+import { committedOffsets } from './kafka/committed.ts';
 import { createKafkaSender } from './kafka/producer.ts';
 import { createConsumerMetrics } from './observability/metrics.ts';
 import type { ObservabilityServer } from './observability/server.ts';
@@ -19,6 +20,9 @@ import { createTopicCatalogue } from './topics.ts';
 import { createBigQuery } from './warehouse/client.ts';
 import { createBigQuerySink } from './warehouse/sink.ts';
 import { createLoadJobSink, DEFAULT_MAX_FILE_BYTES } from './warehouse/load-sink.ts';
+import { createStorageWriteClient, tableSchemaFromRest } from './warehouse/storage-write/client.ts';
+import { maxKafkaOffset } from './warehouse/storage-write/lineage.ts';
+import { createStorageWriteSink } from './warehouse/storage-write/sink.ts';
 
 // The composition root: the one place that builds real clients (Kafka, registry, BigQuery) and
 // injects them. Everything below it takes its collaborators as arguments.
@@ -113,12 +117,48 @@ export async function buildConsumerApp(o: {
     // Load jobs upload whole files: they keep the client's default and bound a job by jobTimeoutMs.
     ...(config.streaming.enabled ? { requestTimeoutMs: config.streaming.insertTimeoutMs } : {}),
   });
-  // Streaming inserts, or load jobs of NDJSON at an interval (ENABLE_BQ_STREAMING=false): the same
-  // runner, the same commit rules; only the warehouse port and the batch sizes differ.
+  const connection = kafkaConnection(config, 'consumer');
+  const kafka = createKafka(connection);
+  const metrics = createConsumerMetrics();
+  // Streaming inserts (insertAll, or the Storage Write API with BQ_WRITE_API=storage), or load jobs of
+  // NDJSON at an interval (ENABLE_BQ_STREAMING=false): the same runner, the same commit rules; only the
+  // warehouse port and the batch sizes differ.
   let sink: RunnerSink;
+  let fetchCommitted: ((topic: string) => Promise<CommittedOffset[]>) | undefined;
+  const closers: (() => Promise<void>)[] = [];
   let batch: { maxRows: number; maxBytes?: number; lingerMs: number };
   if (o.sink) {
     sink = o.sink;
+    batch = { maxRows: config.streaming.batchSize, lingerMs: config.streaming.intervalMs };
+  } else if (config.streaming.enabled && config.streaming.writeApi === 'storage') {
+    const client = createStorageWriteClient({
+      projectId: config.bigquery.projectId,
+      dataset: config.bigquery.dataset,
+      ...(config.bigquery.storageEndpoint ? { endpoint: config.bigquery.storageEndpoint } : {}),
+      ...(config.bigquery.keyFile ? { keyFilename: config.bigquery.keyFile } : {}),
+      tableSchema: tableSchemaFromRest(bq, config.bigquery.dataset),
+      appendTimeoutMs: config.streaming.insertTimeoutMs,
+      ...(config.streaming.storageMaxConnections
+        ? { maxConnections: config.streaming.storageMaxConnections }
+        : {}),
+      logger: logger.child({ component: 'storage-client' }),
+    });
+    const storage = createStorageWriteSink({
+      client,
+      maxOffsetInTable: maxKafkaOffset(bq, {
+        dataset: config.bigquery.dataset,
+        location: config.bigquery.location,
+      }),
+      metrics: metrics.storage,
+      logger: logger.child({ component: 'storage-sink' }),
+    });
+    const admin = lazyAdmin(createKafka(kafkaConnection(config, 'offsets')));
+    fetchCommitted = committedOffsets(admin, o.groupId);
+    closers.push(
+      () => storage.close(),
+      () => admin.reset(),
+    );
+    sink = storage;
     batch = { maxRows: config.streaming.batchSize, lingerMs: config.streaming.intervalMs };
   } else if (config.streaming.enabled) {
     const warehouse = createBigQuerySink({
@@ -152,9 +192,6 @@ export async function buildConsumerApp(o: {
   }
   const sender = createKafkaSender(kafkaConnection(config, 'dlq'));
   const dlq = createDlqPublisher({ sender });
-  const connection = kafkaConnection(config, 'consumer');
-  const kafka = createKafka(connection);
-  const metrics = createConsumerMetrics();
   const tracked = createTrackedConsumer(kafka, {
     groupId: o.groupId,
     sessionTimeoutMs: config.consumer.sessionTimeoutMs,
@@ -172,6 +209,7 @@ export async function buildConsumerApp(o: {
     bindings,
     decoder,
     sink,
+    ...(fetchCommitted ? { fetchCommitted } : {}),
     dlq,
     batch,
     logger: logger.child({ component: 'runner' }),
@@ -222,6 +260,7 @@ export async function buildConsumerApp(o: {
       } finally {
         // Closed whatever the runner's stop said: an open producer would keep the process alive.
         await sender.close().catch(() => undefined);
+        for (const close of closers) await close().catch(() => undefined);
         await server?.close();
       }
     },

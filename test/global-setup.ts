@@ -28,6 +28,7 @@ export async function globalSetup(): Promise<void> {
     process.env.KAFKA_BROKERS = '127.0.0.1:9092';
     process.env.SCHEMA_REGISTRY_URL = 'http://127.0.0.1:8081/apis/ccompat/v7';
     process.env.BQ_API_ENDPOINT = 'http://127.0.0.1:9050';
+    process.env.BQ_STORAGE_API_ENDPOINT = '127.0.0.1:9060';
     process.env.GCP_PROJECT_ID ??= 'txstream-local';
     teardown = async () => {
       await env.down();
@@ -40,6 +41,7 @@ export async function globalSetup(): Promise<void> {
   process.env.KAFKA_BROKERS = e.kafkaBrokers;
   process.env.SCHEMA_REGISTRY_URL = e.schemaRegistryUrl;
   process.env.BQ_API_ENDPOINT = e.bqApiEndpoint;
+  process.env.BQ_STORAGE_API_ENDPOINT = e.bqStorageEndpoint;
   process.env.GCP_PROJECT_ID = e.bqProjectId;
   if (!wasRunning && process.env.TXSTREAM_TEST_KEEP_STACK !== '1') teardown = () => down(settings, log);
 }

@@ -96,6 +96,21 @@ const schema = z.object({
     .default('rpa_warehouse'),
   BQ_LOCATION: z.string().min(1).default('US'),
   ENABLE_BQ_STREAMING: bool.default(true),
+  // How streaming writes reach BigQuery: legacy insertAll (at least once; insertId dedup is best
+  // effort), or the Storage Write API with offsets tied to the Kafka commit (exactly once, half the
+  // price). Ignored in load-job mode.
+  BQ_WRITE_API: z.enum(['insert-all', 'storage']).default('insert-all'),
+  // The Storage Write API's gRPC endpoint as host:port, plaintext: for an emulator only (the local
+  // stack's by default when BQ_API_ENDPOINT comes from it). Unset with real BigQuery.
+  // Open Storage Write connections per member (one per stream in use; idle ones are closed past it).
+  // bqemulator serves only min(32, cores + 4) open AppendRows calls for all its clients and a call
+  // beyond that hangs, so with an emulator endpoint the default is 1; with BigQuery, unlimited (its
+  // quota is 1,000 concurrent connections per region, 10,000 per multi-region).
+  BQ_STORAGE_MAX_CONNECTIONS: int(1, 10_000).optional(),
+  BQ_STORAGE_API_ENDPOINT: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port')
+    .optional(),
   BQ_STREAMING_BATCH_SIZE: int(1, 50_000).default(500),
   BQ_STREAMING_INTERVAL_MS: int(1, 600_000).default(1000),
   // Per insertAll request; the Google client's hidden default is 60 s. A timed-out request is retried
@@ -226,8 +241,24 @@ export interface Config {
     sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
   };
   registry: { url: string; username?: string; password?: string };
-  bigquery: { projectId: string; apiEndpoint?: string; keyFile?: string; dataset: string; location: string };
-  streaming: { enabled: boolean; batchSize: number; intervalMs: number; insertTimeoutMs: number };
+  bigquery: {
+    projectId: string;
+    apiEndpoint?: string;
+    /** Plaintext gRPC endpoint of an emulator's Storage Write API. */
+    storageEndpoint?: { host: string; port: number };
+    keyFile?: string;
+    dataset: string;
+    location: string;
+  };
+  streaming: {
+    enabled: boolean;
+    writeApi: 'insert-all' | 'storage';
+    /** Open Storage Write connections per member; undefined = unlimited. */
+    storageMaxConnections?: number;
+    batchSize: number;
+    intervalMs: number;
+    insertTimeoutMs: number;
+  };
   load: { intervalMs: number; maxRows: number; maxBytes: number; jobTimeoutMs: number };
   consumer: {
     sessionTimeoutMs: number;
@@ -365,6 +396,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const registryUrl = v.SCHEMA_REGISTRY_URL ?? local?.schemaRegistryUrl;
   const projectId = v.GCP_PROJECT_ID ?? local?.bqProjectId;
   const apiEndpoint = v.BQ_API_ENDPOINT ?? (v.GCP_PROJECT_ID ? undefined : local?.bqApiEndpoint);
+  const storageEndpoint =
+    v.BQ_STORAGE_API_ENDPOINT ?? (v.GCP_PROJECT_ID ? undefined : local?.bqStorageEndpoint);
+  if (v.BQ_WRITE_API === 'storage' && v.ENABLE_BQ_STREAMING && apiEndpoint && !storageEndpoint)
+    problems.push(
+      'BQ_STORAGE_API_ENDPOINT: required with BQ_WRITE_API=storage when BQ_API_ENDPOINT points at an emulator (host:port of its gRPC port)',
+    );
   if (!brokers) problems.push('KAFKA_BROKERS: required (or run `npx txstream stack up` for a local stack)');
   if (!registryUrl) problems.push('SCHEMA_REGISTRY_URL: required (or run `npx txstream stack up`)');
   if (!projectId) problems.push('GCP_PROJECT_ID: required (or run `npx txstream stack up`)');
@@ -419,12 +456,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     bigquery: {
       projectId: projectId!,
       ...(apiEndpoint ? { apiEndpoint } : {}),
+      ...(storageEndpoint
+        ? {
+            storageEndpoint: {
+              host: storageEndpoint.slice(0, storageEndpoint.lastIndexOf(':')),
+              port: Number(storageEndpoint.slice(storageEndpoint.lastIndexOf(':') + 1)),
+            },
+          }
+        : {}),
       ...(v.GCP_KEY_FILE ? { keyFile: v.GCP_KEY_FILE } : {}),
       dataset: v.BQ_DATASET,
       location: v.BQ_LOCATION,
     },
     streaming: {
       enabled: v.ENABLE_BQ_STREAMING,
+      writeApi: v.BQ_WRITE_API,
+      ...((v.BQ_STORAGE_MAX_CONNECTIONS ?? (storageEndpoint ? 1 : undefined))
+        ? { storageMaxConnections: v.BQ_STORAGE_MAX_CONNECTIONS ?? 1 }
+        : {}),
       batchSize: v.BQ_STREAMING_BATCH_SIZE,
       intervalMs: v.BQ_STREAMING_INTERVAL_MS,
       insertTimeoutMs: v.BQ_INSERT_TIMEOUT_MS,

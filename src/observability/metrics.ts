@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PartitionLag, RunnerMetrics } from '../consumers/runner.ts';
+import type { StorageSinkMetrics } from '../warehouse/storage-write/sink.ts';
 
 // One registry per app, never prom-client's global default: two apps in one process (tests, a future
 // combined deployment) must not share or double-register series.
@@ -8,6 +9,8 @@ export interface ConsumerMetrics {
   registry: Registry;
   /** The runner's hook interface, backed by the series below. */
   runner: RunnerMetrics;
+  /** The Storage Write API sink's (BQ_WRITE_API=storage). */
+  storage: StorageSinkMetrics;
   /** Where the lag gauge reads from at each scrape (the runner, once it exists). */
   setLagSource(source: () => readonly PartitionLag[]): void;
 }
@@ -105,8 +108,37 @@ export function createConsumerMetrics(o: { defaultMetrics?: boolean } = {}): Con
       for (const l of lagSource()) this.set({ topic: l.topic, partition: String(l.partition) }, l.lag);
     },
   });
+  const storageAppended = new Counter({
+    name: 'txstream_storage_rows_appended_total',
+    help: 'Rows this member appended to Storage Write API streams, per table.',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
+  const storageSkipped = new Counter({
+    name: 'txstream_storage_rows_skipped_total',
+    help: 'Rows found already written (ALREADY_EXISTS on a replay, or in the table after a lost stream) and not appended again, per table: the deduplication exactly-once performs.',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
+  const streamsCreated = new Counter({
+    name: 'txstream_storage_streams_created_total',
+    help: 'Storage Write API streams created (a partition with no stream recorded in its commit, or whose stream was lost), per table.',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
+  const streamsOpen = new Gauge({
+    name: 'txstream_storage_streams_open',
+    help: 'Storage Write API streams this member appends to (one per table and partition held).',
+    registers: [registry],
+  });
   return {
     registry,
+    storage: {
+      appended: (table, n) => storageAppended.inc({ table }, n),
+      skipped: (table, n) => storageSkipped.inc({ table }, n),
+      streamCreated: (table) => streamsCreated.inc({ table }),
+      streamsOpen: (n) => streamsOpen.set(n),
+    },
     setLagSource: (source) => {
       lagSource = source;
     },

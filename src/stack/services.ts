@@ -21,6 +21,8 @@ export interface Endpoints {
   kafkaBrokers: string;
   schemaRegistryUrl: string;
   bqApiEndpoint: string;
+  /** host:port of the emulator's Storage Write API (gRPC, plaintext); absent in files of older versions. */
+  bqStorageEndpoint?: string;
   bqProjectId: string;
 }
 
@@ -29,6 +31,7 @@ export function endpointsOf(s: StackSettings): Endpoints {
     kafkaBrokers: `127.0.0.1:${s.ports.kafka}`,
     schemaRegistryUrl: `http://127.0.0.1:${s.ports.registry}/apis/ccompat/v7`,
     bqApiEndpoint: `http://127.0.0.1:${s.ports.bq}`,
+    bqStorageEndpoint: `127.0.0.1:${s.ports.bqGrpc}`,
     bqProjectId: s.projectId,
   };
 }

@@ -38,6 +38,7 @@ before(async () => {
     kafkaBrokers: endpoints.kafkaBrokers.split(','),
     schemaRegistryUrl: endpoints.schemaRegistryUrl,
     bqApiEndpoint: endpoints.bqApiEndpoint,
+    bqStorageEndpoint: endpoints.bqStorageEndpoint!,
     bqProjectId: endpoints.bqProjectId,
   };
 });

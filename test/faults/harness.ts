@@ -296,14 +296,20 @@ export function report(
   const rec = f.recoveryMs.length
     ? `recovery ${f.recoveryMs.map((ms) => (ms / 1000).toFixed(1)).join('/')} s (max ${(Math.max(...f.recoveryMs) / 1000).toFixed(1)} s)`
     : 'recovery –';
+  // The sink under test: `BQ_WRITE_API=storage npm run test:faults` runs every scenario on the Storage
+  // Write API sink (the members inherit the environment).
+  const sink = process.env.BQ_WRITE_API ?? 'insert-all';
   t.diagnostic(
-    `${f.scenario}: produced ${f.produced}, landed ${f.landed}, dead-lettered ${f.deadLettered}, lost ${f.lost}, ` +
+    `${f.scenario} [${sink}]: produced ${f.produced}, landed ${f.landed}, dead-lettered ${f.deadLettered}, lost ${f.lost}, ` +
       `duplicates ${f.duplicates}, faults ${f.faults}, ${rec}${f.notes ? `; ${f.notes}` : ''}`,
   );
   const file = process.env.FAULTS_REPORT;
   if (file) {
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    fs.appendFileSync(file, `${JSON.stringify({ at: new Date().toISOString(), seed: FAULT_SEED, ...f })}\n`);
+    fs.appendFileSync(
+      file,
+      `${JSON.stringify({ at: new Date().toISOString(), seed: FAULT_SEED, sink, ...f })}\n`,
+    );
   }
   assert.equal(f.lost, 0, `${f.scenario}: ${f.lost} records lost`);
   assert.ok(f.produced > 0, `${f.scenario}: nothing was produced`);

@@ -5,6 +5,8 @@ export interface TestEndpoints {
   kafkaBrokers: string[];
   schemaRegistryUrl: string;
   bqApiEndpoint: string;
+  /** host:port of the emulator's Storage Write API (gRPC). */
+  bqStorageEndpoint: string;
   bqProjectId: string;
 }
 
@@ -18,6 +20,7 @@ export function testEndpoints(): TestEndpoints {
     kafkaBrokers: process.env.KAFKA_BROKERS!.split(','),
     schemaRegistryUrl: process.env.SCHEMA_REGISTRY_URL!,
     bqApiEndpoint: process.env.BQ_API_ENDPOINT!,
+    bqStorageEndpoint: process.env.BQ_STORAGE_API_ENDPOINT ?? '127.0.0.1:9060',
     bqProjectId: process.env.GCP_PROJECT_ID ?? 'txstream-local',
   };
 }
@@ -37,6 +40,7 @@ export function txstreamEnv(e: TestEndpoints, extra: NodeJS.ProcessEnv = {}): No
     KAFKA_BROKERS: e.kafkaBrokers.join(','),
     SCHEMA_REGISTRY_URL: e.schemaRegistryUrl,
     BQ_API_ENDPOINT: e.bqApiEndpoint,
+    BQ_STORAGE_API_ENDPOINT: e.bqStorageEndpoint,
     GCP_PROJECT_ID: e.bqProjectId,
     ...extra,
   };

@@ -43,8 +43,8 @@ export interface StorageSinkMetrics {
 
 export interface StorageSinkOptions {
   client: StorageWriteClient;
-  /** The highest kafka_offset of the partition already in the table, for a lost stream. */
-  maxOffsetInTable(table: string, partition: number): Promise<bigint | undefined>;
+  /** The highest kafka_offset of the topic-partition already in the table, for a lost stream. */
+  maxOffsetInTable(table: string, topic: string, partition: number): Promise<bigint | undefined>;
   metrics?: StorageSinkMetrics;
   logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
@@ -160,7 +160,7 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
               `missing, so appending could lose or duplicate rows; not guessing (${outcome.message})`,
           );
         case 'stream-gone': {
-          const max = await o.maxOffsetInTable(s.table, s.partition);
+          const max = await o.maxOffsetInTable(s.table, s.topic, s.partition);
           const inTable = max === undefined ? [] : todo.filter((i) => BigInt(offsetOf(i)) <= max);
           o.logger?.warn(
             {

@@ -25,6 +25,7 @@ test('seed names map onto the config with their defaults', () => {
   assert.deepEqual(c.kafka.brokers, ['k1:9092', 'k2:9092']);
   assert.deepEqual(c.streaming, {
     enabled: false,
+    writeApi: 'insert-all',
     batchSize: 100,
     intervalMs: 1000,
     insertTimeoutMs: 60_000,
@@ -34,6 +35,17 @@ test('seed names map onto the config with their defaults', () => {
   assert.equal(c.bigquery.dataset, 'rpa_warehouse');
   assert.equal(c.bigquery.apiEndpoint, undefined, 'a real project id does not pick up the emulator');
   assert.ok(Object.isFrozen(c.kafka));
+});
+
+test('BQ_WRITE_API picks the streaming sink; an emulator needs its Storage Write gRPC endpoint too', () => {
+  assert.equal(loadConfig({ ...base, BQ_WRITE_API: 'storage' }).streaming.writeApi, 'storage');
+  assert.throws(() => loadConfig({ ...base, BQ_WRITE_API: 'legacy' }), /BQ_WRITE_API/);
+  const emulator = { ...base, BQ_API_ENDPOINT: 'http://127.0.0.1:9050', BQ_WRITE_API: 'storage' };
+  assert.throws(() => loadConfig(emulator), /BQ_STORAGE_API_ENDPOINT: required/);
+  const c = loadConfig({ ...emulator, BQ_STORAGE_API_ENDPOINT: '127.0.0.1:9060' });
+  assert.deepEqual(c.bigquery.storageEndpoint, { host: '127.0.0.1', port: 9060 });
+  assert.throws(() => loadConfig({ ...emulator, BQ_STORAGE_API_ENDPOINT: 'http://x' }), /host:port/);
+  assert.equal(loadConfig(base).bigquery.storageEndpoint, undefined, 'real BigQuery: the Google endpoint');
 });
 
 test('all problems are reported in one error', () => {

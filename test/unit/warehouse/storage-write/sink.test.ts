@@ -15,9 +15,21 @@ const TOPIC = 'tx';
 const TABLE = 'fact_tx';
 type Row = InsertRow<Record<string, unknown>>;
 
-function fakeWarehouse() {
+interface FakeWarehouse {
+  streams: Map<string, { table: string; rows: Record<string, unknown>[] }>;
+  created: number;
+  log: string[];
+  hideExpected: boolean;
+  failures: { err?: Error; after?: boolean }[];
+  badRows: number[];
+  rowsOf(stream: string): string[];
+  tableRows(): string[];
+  client: StorageWriteClient;
+}
+
+function fakeWarehouse(): FakeWarehouse {
   const streams = new Map<string, { table: string; rows: Record<string, unknown>[] }>();
-  const w = {
+  const w: FakeWarehouse = {
     streams,
     created: 0,
     log: [] as string[],
@@ -34,7 +46,7 @@ function fakeWarehouse() {
     tableRows: () => [...streams.values()].flatMap((s) => s.rows.map((r) => String(r.kafka_offset))),
     client: {
       async createStream(table: string) {
-        const name = `projects/p/datasets/d/tables/${table}/streams/s${++w.created}`;
+        const name: string = `projects/p/datasets/d/tables/${table}/streams/s${++w.created}`;
         streams.set(name, { table, rows: [] });
         w.log.push(`create ${name.split('/').at(-1)}`);
         return name;
@@ -69,7 +81,7 @@ function fakeWarehouse() {
         return outcome;
       },
       async close() {},
-    } satisfies StorageWriteClient,
+    },
   };
   return w;
 }
@@ -199,6 +211,7 @@ describe('storage write sink', () => {
       (e: unknown) => e as Error & { settled?: unknown[] },
     );
     assert.ok(isTxstreamError(err, 'WAREHOUSE_UNAVAILABLE'));
+    assert.ok('settled' in err);
     assert.deepEqual(err.settled, [{ ok: true }, undefined, undefined]);
     // The runner re-sends only the unsettled rows.
     assert.deepEqual(await m.sink.insert(TABLE, rows.slice(1)), [{ ok: true }, { ok: true }]);
