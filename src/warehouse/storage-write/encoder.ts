@@ -1,13 +1,16 @@
-import { adapt, type protos } from '@google-cloud/bigquery-storage';
-import protobuf from 'protobufjs';
-import 'protobufjs/ext/descriptor/index.js';
+import { adapt, protos } from '@google-cloud/bigquery-storage';
 import { TxstreamError } from '../../errors.ts';
 
 // Rows shaped for insertAll (the mappers' json objects) to the proto2 bytes the Storage Write API
 // takes. The library's JSONWriter would do this too, but it deep-copies every row, checks every key
 // per row, and leaves TIMESTAMP and DATE strings unconverted (it only converts Date objects), which
-// would write garbage int64s for our rows. Here the table schema is compiled once into one converter
-// per column; each row costs one small object and protobufjs' generated encoder.
+// would write garbage int64s for our rows. Here the table schema is compiled once into one writer per
+// column, which converts the value and writes its protobuf wire bytes straight into one buffer per
+// request; the rows are views of it. (protobufjs' generated encoder on converted objects cost twice
+// as much: an operation object per field and a copy per row; see encoder-bench.test.ts.)
+//
+// The descriptor sent as the writer schema comes from the library's own adapt module, and the column
+// writers check that each field number and type in it is the one they write.
 //
 // A value the encoder cannot represent is a row problem (the sink dead-letters it), decided from the
 // row and the column types alone, so the decision is the same on every replay. A key that is not a
@@ -45,18 +48,6 @@ class Invalid {
     this.message = message;
     this.unknownColumn = unknownColumn;
   }
-}
-
-type Convert = (value: unknown) => unknown;
-
-interface Column {
-  /** The column's name: the row key. */
-  readonly name: string;
-  /** The proto field name (adapt renames columns that are no valid proto identifiers). */
-  readonly key: string;
-  readonly path: string;
-  readonly required: boolean;
-  readonly convert: Convert;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -247,28 +238,193 @@ function bytesValue(v: unknown): Uint8Array | typeof FAIL {
   return FAIL;
 }
 
-const SCALARS: Record<string, { convert: (v: unknown) => unknown; expected: string }> = {
-  STRING: { convert: stringValue, expected: 'a string' },
-  BYTES: { convert: bytesValue, expected: 'base64 text or bytes' },
-  INTEGER: { convert: int64Value, expected: 'an INT64 (a safe integer or a decimal string)' },
-  INT64: { convert: int64Value, expected: 'an INT64 (a safe integer or a decimal string)' },
-  FLOAT: { convert: float64Value, expected: 'a FLOAT64' },
-  FLOAT64: { convert: float64Value, expected: 'a FLOAT64' },
-  NUMERIC: { convert: decimalValue, expected: 'a NUMERIC decimal string' },
-  BIGNUMERIC: { convert: decimalValue, expected: 'a BIGNUMERIC decimal string' },
-  BOOLEAN: { convert: boolValue, expected: 'a BOOL' },
-  BOOL: { convert: boolValue, expected: 'a BOOL' },
+/** How a value travels: protobuf wire type and the descriptor type adapt gives the column. */
+type Kind = 'string' | 'bytes' | 'int64' | 'int32' | 'bool' | 'double';
+
+const FieldType = protos.google.protobuf.FieldDescriptorProto.Type;
+const DESCRIPTOR_TYPE: Record<Kind | 'message', number> = {
+  string: FieldType.TYPE_STRING,
+  bytes: FieldType.TYPE_BYTES,
+  int64: FieldType.TYPE_INT64,
+  int32: FieldType.TYPE_INT32,
+  bool: FieldType.TYPE_BOOL,
+  double: FieldType.TYPE_DOUBLE,
+  message: FieldType.TYPE_MESSAGE,
+};
+
+interface Scalar {
+  convert: (v: unknown) => unknown;
+  kind: Kind;
+  expected: string;
+}
+
+const INT64_EXPECTED = 'an INT64 (a safe integer or a decimal string)';
+const SCALARS: Record<string, Scalar> = {
+  STRING: { convert: stringValue, kind: 'string', expected: 'a string' },
+  BYTES: { convert: bytesValue, kind: 'bytes', expected: 'base64 text or bytes' },
+  INTEGER: { convert: int64Value, kind: 'int64', expected: INT64_EXPECTED },
+  INT64: { convert: int64Value, kind: 'int64', expected: INT64_EXPECTED },
+  FLOAT: { convert: float64Value, kind: 'double', expected: 'a FLOAT64' },
+  FLOAT64: { convert: float64Value, kind: 'double', expected: 'a FLOAT64' },
+  NUMERIC: { convert: decimalValue, kind: 'string', expected: 'a NUMERIC decimal string' },
+  BIGNUMERIC: { convert: decimalValue, kind: 'string', expected: 'a BIGNUMERIC decimal string' },
+  BOOLEAN: { convert: boolValue, kind: 'bool', expected: 'a BOOL' },
+  BOOL: { convert: boolValue, kind: 'bool', expected: 'a BOOL' },
   TIMESTAMP: {
     convert: timestampMicros,
+    kind: 'int64',
     expected: "a TIMESTAMP string 'YYYY-MM-DD[T ]HH:MM:SS[.ffffff][Z|±HH:MM]' (numbers are ambiguous)",
   },
-  DATE: { convert: dateDays, expected: "a DATE 'YYYY-MM-DD' between 0001-01-01 and 9999-12-31" },
+  DATE: {
+    convert: dateDays,
+    kind: 'int32',
+    expected: "a DATE 'YYYY-MM-DD' between 0001-01-01 and 9999-12-31",
+  },
   // Kept as text; the service parses them (as insertAll does).
-  DATETIME: { convert: stringValue, expected: 'a DATETIME string' },
-  TIME: { convert: stringValue, expected: 'a TIME string' },
-  GEOGRAPHY: { convert: stringValue, expected: 'a GEOGRAPHY string (WKT or GeoJSON)' },
-  JSON: { convert: jsonValue, expected: 'JSON text or a serialisable value' },
+  DATETIME: { convert: stringValue, kind: 'string', expected: 'a DATETIME string' },
+  TIME: { convert: stringValue, kind: 'string', expected: 'a TIME string' },
+  GEOGRAPHY: { convert: stringValue, kind: 'string', expected: 'a GEOGRAPHY string (WKT or GeoJSON)' },
+  JSON: { convert: jsonValue, kind: 'string', expected: 'JSON text or a serialisable value' },
 };
+
+// ---------------------------------------------------------------------------------------------------
+// Protobuf wire format into one growing buffer.
+
+const TWO_32 = 4_294_967_296;
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+/**
+ * Writes the wire format of one request's rows. Length prefixes are written after their content:
+ * one byte is reserved, which fits anything under 128 bytes, and longer content moves up to make room.
+ */
+class Wire {
+  buf: Buffer = Buffer.allocUnsafe(0);
+  pos = 0;
+
+  start(capacity: number): void {
+    this.buf = Buffer.allocUnsafe(capacity);
+    this.pos = 0;
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(grown, 0, 0, this.pos);
+    this.buf = grown;
+  }
+
+  /** A varint of 0 <= n < 2^32 (tags, lengths, small values); the caller ensured 5 bytes. */
+  varint32(n: number): void {
+    const buf = this.buf;
+    let pos = this.pos;
+    while (n > 127) {
+      buf[pos++] = (n & 127) | 128;
+      n >>>= 7;
+    }
+    buf[pos++] = n;
+    this.pos = pos;
+  }
+
+  /** int64 and int32 alike: negatives are ten bytes of two's complement, as protobuf writes them. */
+  int64(v: number | string): void {
+    this.ensure(10);
+    if (typeof v === 'number' && v >= 0 && v < 2_147_483_648) return this.varint32(v);
+    let lo: number;
+    let hi: number;
+    if (typeof v === 'number') {
+      lo = v >>> 0;
+      hi = Math.floor(v / TWO_32) >>> 0;
+    } else {
+      const u = BigInt.asUintN(64, BigInt(v));
+      lo = Number(u & 0xffffffffn);
+      hi = Number(u >> 32n);
+    }
+    const buf = this.buf;
+    let pos = this.pos;
+    while (hi) {
+      buf[pos++] = (lo & 127) | 128;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    while (lo > 127) {
+      buf[pos++] = (lo & 127) | 128;
+      lo >>>= 7;
+    }
+    buf[pos++] = lo;
+    this.pos = pos;
+  }
+
+  double(v: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleLE(v, this.pos);
+    this.pos += 8;
+  }
+
+  bool(v: boolean): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v ? 1 : 0;
+  }
+
+  string(s: string): void {
+    const n = s.length;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit, and a length prefix at most 5.
+    this.ensure(n * 3 + 5);
+    const buf = this.buf;
+    const at = this.pos + 1;
+    let i = 0;
+    // Short ASCII, the common case, without a call into the runtime.
+    if (n < 64) {
+      while (i < n) {
+        const c = s.charCodeAt(i);
+        if (c > 127) break;
+        buf[at + i++] = c;
+      }
+    }
+    const len = i === n ? n : buf.write(s, at, 'utf8');
+    this.pos = at + len;
+    this.prefixLength(at);
+  }
+
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length + 5);
+    const at = this.pos + 1;
+    this.buf.set(b, at);
+    this.pos = at + b.length;
+    this.prefixLength(at);
+  }
+
+  /** Reserves the length byte of a nested message; returns where its content starts. */
+  open(): number {
+    this.ensure(1);
+    return ++this.pos;
+  }
+
+  /** Writes the length of the content from `at` (one byte after its reserved length byte) to here. */
+  prefixLength(at: number): void {
+    const len = this.pos - at;
+    if (len < 128) {
+      this.buf[at - 1] = len;
+      return;
+    }
+    const extra = varintSize(len) - 1;
+    this.ensure(extra);
+    this.buf.copyWithin(at + extra, at, this.pos);
+    this.pos = at - 1;
+    this.varint32(len);
+    this.pos += len;
+  }
+}
+
+/** Writes one value (its tag included), or says why it cannot. */
+type WriteValue = (w: Wire, v: unknown) => Invalid | undefined;
 
 // ---------------------------------------------------------------------------------------------------
 // Compiling a schema.
@@ -289,16 +445,6 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-function scalarConvert(field: BigQueryField, path: string, type: string): Convert {
-  const scalar = SCALARS[type];
-  if (!scalar) throw unsupported(path, field.type);
-  const { convert, expected } = scalar;
-  return (v) => {
-    const out = convert(v);
-    return out === FAIL ? new Invalid(`${path}: expected ${expected}, got ${preview(v)}`) : out;
-  };
-}
-
 function unsupported(path: string, type: string): TxstreamError {
   return new TxstreamError(
     'WAREHOUSE_ERROR',
@@ -306,85 +452,157 @@ function unsupported(path: string, type: string): TxstreamError {
   );
 }
 
-function valueConvert(field: BigQueryField, path: string, nested: protobuf.Type | undefined): Convert {
-  const type = field.type.toUpperCase();
-  if (type === 'RECORD' || type === 'STRUCT' || type === 'RANGE') {
-    if (!nested) throw unsupported(path, field.type);
-    const subFields: BigQueryField[] =
-      type === 'RANGE'
-        ? ['start', 'end'].map((name) => ({
-            name,
-            type: field.rangeElementType?.type ?? '',
-            mode: 'NULLABLE',
-          }))
-        : (field.fields ?? []);
-    const record = compileRecord(subFields, nested, path);
-    return (v) =>
-      isPlainObject(v) ? record(v) : new Invalid(`${path}: expected an object, got ${preview(v)}`);
-  }
-  return scalarConvert(field, path, type);
+type Descriptor = protos.google.protobuf.IDescriptorProto;
+type FieldDescriptor = protos.google.protobuf.IFieldDescriptorProto;
+
+interface Compiled {
+  /** Message types by name: adapt puts every nested type of the table in the root's nestedType. */
+  readonly types: ReadonlyMap<string, Descriptor>;
 }
 
-function column(field: BigQueryField, protoField: protobuf.Field, parentPath: string): Column {
-  const path = parentPath ? `${parentPath}.${field.name}` : field.name;
-  const nested = protoField.resolvedType instanceof protobuf.Type ? protoField.resolvedType : undefined;
-  const one = valueConvert(field, path, nested);
-  const repeated = field.mode?.toUpperCase() === 'REPEATED';
-  const convert: Convert = repeated
-    ? (v) => {
-        if (!Array.isArray(v)) return new Invalid(`${path}: expected an array, got ${preview(v)}`);
-        const out = new Array<unknown>(v.length);
-        for (let i = 0; i < v.length; i++) {
-          if (v[i] === null || v[i] === undefined)
-            return new Invalid(`${path}[${i}]: arrays cannot hold nulls in BigQuery`);
-          const x = one(v[i]);
-          if (x instanceof Invalid) return x;
-          out[i] = x;
-        }
-        return out;
-      }
-    : one;
-  return {
-    name: field.name,
-    key: protoField.name,
-    path,
-    required: field.mode?.toUpperCase() === 'REQUIRED',
-    convert,
+function descriptorType(f: FieldDescriptor): number | undefined {
+  const t = f.type as unknown;
+  return typeof t === 'string' ? (FieldType as unknown as Record<string, number>)[t] : (t as number);
+}
+
+function scalarWriter(field: BigQueryField, path: string, scalar: Scalar, tag: number): WriteValue {
+  const { convert, kind, expected } = scalar;
+  const invalid = (v: unknown) => new Invalid(`${path}: expected ${expected}, got ${preview(v)}`);
+  switch (kind) {
+    case 'string':
+      return (w, v) => {
+        const x = convert(v);
+        if (x === FAIL) return invalid(v);
+        w.ensure(5);
+        w.varint32(tag);
+        w.string(x as string);
+        return undefined;
+      };
+    case 'bytes':
+      return (w, v) => {
+        const x = convert(v);
+        if (x === FAIL) return invalid(v);
+        w.ensure(5);
+        w.varint32(tag);
+        w.bytes(x as Uint8Array);
+        return undefined;
+      };
+    case 'int64':
+    case 'int32':
+      return (w, v) => {
+        const x = convert(v);
+        if (x === FAIL) return invalid(v);
+        w.ensure(5);
+        w.varint32(tag);
+        w.int64(x as number | string);
+        return undefined;
+      };
+    case 'bool':
+      return (w, v) => {
+        const x = convert(v);
+        if (x === FAIL) return invalid(v);
+        w.ensure(5);
+        w.varint32(tag);
+        w.bool(x as boolean);
+        return undefined;
+      };
+    case 'double':
+      return (w, v) => {
+        const x = convert(v);
+        if (x === FAIL) return invalid(v);
+        w.ensure(5);
+        w.varint32(tag);
+        w.double(x as number);
+        return undefined;
+      };
+  }
+}
+
+/** One column's writer, checked against the field adapt made for it. */
+function columnWriter(field: BigQueryField, f: FieldDescriptor, path: string, c: Compiled): WriteValue {
+  const type = field.type.toUpperCase();
+  const isRecord = type === 'RECORD' || type === 'STRUCT' || type === 'RANGE';
+  const scalar = isRecord ? undefined : SCALARS[type];
+  if (!isRecord && !scalar) throw unsupported(path, field.type);
+  if (descriptorType(f) !== DESCRIPTOR_TYPE[scalar ? scalar.kind : 'message'])
+    throw unsupported(path, `${field.type} (described as ${String(f.type)})`);
+  const wireType = !scalar
+    ? 2
+    : scalar.kind === 'double'
+      ? 1
+      : scalar.kind === 'string' || scalar.kind === 'bytes'
+        ? 2
+        : 0;
+  const tag = ((f.number ?? 0) << 3) | wireType;
+  if (scalar) return scalarWriter(field, path, scalar, tag);
+
+  const nested = c.types.get(f.typeName ?? '');
+  if (!nested) throw unsupported(path, field.type);
+  const subFields: BigQueryField[] =
+    type === 'RANGE'
+      ? ['start', 'end'].map((name) => ({ name, type: field.rangeElementType?.type ?? '', mode: 'NULLABLE' }))
+      : (field.fields ?? []);
+  const record = recordWriter(subFields, nested, path, c);
+  return (w, v) => {
+    if (!isPlainObject(v)) return new Invalid(`${path}: expected an object, got ${preview(v)}`);
+    w.ensure(5);
+    w.varint32(tag);
+    const at = w.open();
+    const problem = record(w, v);
+    if (problem) return problem;
+    w.prefixLength(at);
+    return undefined;
   };
 }
 
 /**
- * One record's converter: a plain object keyed by the proto field names, or Invalid. Adapt numbers
- * the proto fields 1..n in the schema's order, which is how columns and fields are paired here.
+ * Writes a record's fields (not its own framing), or says why it cannot. Adapt numbers the proto
+ * fields 1..n in the schema's order; each is checked as the columns are paired with them.
  */
-function compileRecord(
+function recordWriter(
   fields: readonly BigQueryField[],
-  type: protobuf.Type,
+  descriptor: Descriptor,
   parentPath: string,
-): (row: Record<string, unknown>) => Record<string, unknown> | Invalid {
-  const columns = fields.map((f, i) => {
-    const protoField = type.fieldsById[i + 1];
-    if (!protoField) throw unsupported(f.name, f.type);
-    return column(f, protoField, parentPath);
+  c: Compiled,
+): (w: Wire, row: Record<string, unknown>) => Invalid | undefined {
+  const columns = fields.map((field, i) => {
+    const path = parentPath ? `${parentPath}.${field.name}` : field.name;
+    const f = descriptor.field?.[i];
+    if (!f || f.number !== i + 1) throw unsupported(path, field.type);
+    const one = columnWriter(field, f, path, c);
+    const repeated = field.mode?.toUpperCase() === 'REPEATED';
+    // Repeated scalars go unpacked, one tag per element; parsers must take either form.
+    const write: WriteValue = repeated
+      ? (w, v) => {
+          if (!Array.isArray(v)) return new Invalid(`${path}: expected an array, got ${preview(v)}`);
+          for (let k = 0; k < v.length; k++) {
+            if (v[k] === null || v[k] === undefined)
+              return new Invalid(`${path}[${k}]: arrays cannot hold nulls in BigQuery`);
+            const problem = one(w, v[k]);
+            if (problem) return problem;
+          }
+          return undefined;
+        }
+      : one;
+    return { name: field.name, path, required: field.mode?.toUpperCase() === 'REQUIRED', write };
   });
-  const names = new Set(columns.map((c) => c.name));
-  return (row) => {
-    const out: Record<string, unknown> = {};
+  const names = new Set(columns.map((col) => col.name));
+  return (w, row) => {
     let present = 0;
-    for (const c of columns) {
-      const v = row[c.name];
+    for (const col of columns) {
+      const v = row[col.name];
       if (v === undefined || v === null) {
         if (v === null) present++;
-        if (c.required) return new Invalid(`${c.path} is REQUIRED but ${v === null ? 'null' : 'missing'}`);
+        if (col.required)
+          return new Invalid(`${col.path} is REQUIRED but ${v === null ? 'null' : 'missing'}`);
         continue;
       }
       present++;
-      const x = c.convert(v);
-      if (x instanceof Invalid) return x;
-      out[c.key] = x;
+      const problem = col.write(w, v);
+      if (problem) return problem;
     }
-    // Keys that are no column would be dropped silently by the encoder; insertAll refuses them.
-    // Counting first keeps the lookup off the common path.
+    // Keys that are no column would be dropped silently; insertAll refuses them. Counting first
+    // keeps the lookup off the common path.
     let keys = 0;
     for (const _ in row) keys++;
     if (keys > present)
@@ -393,7 +611,7 @@ function compileRecord(
           const path = parentPath ? `${parentPath}.${k}` : k;
           return new Invalid(`${path} is no column of the table`, path);
         }
-    return out;
+    return undefined;
   };
 }
 
@@ -408,6 +626,14 @@ function isField(v: unknown): v is BigQueryField {
   );
 }
 
+function nestedTypes(d: Descriptor, into: Map<string, Descriptor>): Map<string, Descriptor> {
+  for (const n of d.nestedType ?? []) {
+    if (n.name) into.set(n.name, n);
+    nestedTypes(n, into);
+  }
+  return into;
+}
+
 /**
  * Compiles a BigQuery table schema (tables.get `schema`: `{fields: [...]}`) into an encoder. Throws a
  * TxstreamError WAREHOUSE_ERROR for a schema it cannot encode (an unknown type, INTERVAL).
@@ -417,56 +643,53 @@ export function createRowEncoder(schema: unknown): RowEncoder {
   if (!Array.isArray(fields) || !fields.every(isField))
     throw new TxstreamError('WAREHOUSE_ERROR', 'table schema has no valid fields list');
   let descriptor: protos.google.protobuf.DescriptorProto;
-  let record: (row: Record<string, unknown>) => Record<string, unknown> | Invalid;
-  let type: protobuf.Type;
+  let record: (w: Wire, row: Record<string, unknown>) => Invalid | undefined;
   try {
     descriptor = adapt.convertStorageSchemaToProto2Descriptor(
       adapt.convertBigQuerySchemaToStorageTableSchema({ fields }),
       'root',
     );
-    // The edition must be named: protobufjs 7.5 refuses to resolve a type without one.
-    type = (protobuf.Type.fromDescriptor as (d: unknown, edition: string) => protobuf.Type)(
-      descriptor,
-      'proto2',
-    );
-    type.resolveAll();
-    record = compileRecord(fields, type, '');
+    record = recordWriter(fields, descriptor, '', { types: nestedTypes(descriptor, new Map()) });
   } catch (err) {
     if (err instanceof TxstreamError) throw err;
     throw new TxstreamError('WAREHOUSE_ERROR', `table schema cannot be encoded: ${(err as Error).message}`, {
       cause: err,
     });
   }
-  const writer = protobuf.Writer.create();
+  const wire = new Wire();
+  /** Bytes per row of the last request, to size the next one's buffer in one go. */
+  let rowBytes = 256;
 
   return {
     descriptor,
     encode(rows) {
-      const out = new Array<Uint8Array>(rows.length);
-      let bytes = 0;
+      wire.start(Math.max(4096, Math.ceil(rows.length * rowBytes * 1.25)));
+      const bounds = new Array<number>(rows.length + 1);
       let problems: RowProblem[] | undefined;
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i];
-        const message = isPlainObject(row)
-          ? record(row)
+        const start = wire.pos;
+        bounds[i] = start;
+        const problem = isPlainObject(row)
+          ? record(wire, row)
           : new Invalid(`row is not an object: ${preview(row)}`);
-        if (message instanceof Invalid) {
+        if (problem) {
+          wire.pos = start;
           (problems ??= []).push({
             index: i,
-            message: message.message,
-            ...(message.unknownColumn ? { unknownColumn: message.unknownColumn } : {}),
+            message: problem.message,
+            ...(problem.unknownColumn ? { unknownColumn: problem.unknownColumn } : {}),
           });
-          continue;
         }
-        if (problems) continue;
-        // finish() copies the row out but keeps the writer's operations: reset before the next row,
-        // or every row would carry all the rows before it.
-        const encoded = type.encode(message, writer).finish();
-        writer.reset();
-        out[i] = encoded;
-        bytes += encoded.length;
       }
-      return problems ? { ok: false, problems } : { ok: true, rows: out, bytes };
+      if (problems) return { ok: false, problems };
+      bounds[rows.length] = wire.pos;
+      // Views of the one buffer: it is allocated per request, so nothing writes over them later.
+      const buf = wire.buf;
+      const out = new Array<Uint8Array>(rows.length);
+      for (let i = 0; i < rows.length; i++) out[i] = buf.subarray(bounds[i], bounds[i + 1]);
+      if (rows.length) rowBytes = wire.pos / rows.length;
+      return { ok: true, rows: out, bytes: wire.pos };
     },
   };
 }
