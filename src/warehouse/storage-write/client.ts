@@ -445,9 +445,10 @@ export function createStorageWriteClient(o: StorageWriteClientOptions): StorageW
     const outcome = outcomeOf(res, offset, rows.length);
     if (outcome instanceof TxstreamError) throw outcome;
     const at = res.appendResult?.offset?.value;
-    if (outcome.kind === 'ok' && at !== undefined && at !== null && Number(at) !== offset)
+    // Int64Value arrives as a number, a string or a Long, whose toString all give the decimal.
+    if (outcome.kind === 'ok' && at !== undefined && at !== null && String(at) !== String(offset))
       o.logger?.warn(
-        { stream, offset, answered: Number(at) },
+        { stream, offset, answered: String(at) },
         'storage write append answered another offset',
       );
     return outcome;
@@ -482,7 +483,12 @@ export function createStorageWriteClient(o: StorageWriteClientOptions): StorageW
     append(stream, table, rows, offset) {
       if (closed)
         return Promise.reject(new TxstreamError('WAREHOUSE_ERROR', 'storage write client is closed'));
-      return oneAtATime(stream, () => appendNow(stream, table, rows, offset));
+      return oneAtATime(stream, () => appendNow(stream, table, rows, offset)).catch((err: unknown) => {
+        // The port rejects with TxstreamErrors only; what else escapes (a tableSchema callback's
+        // own error) is not understood, so it stops the writer.
+        if (err instanceof TxstreamError) throw err;
+        throw new TxstreamError('WAREHOUSE_ERROR', `append to ${stream}: ${String(err)}`, { cause: err });
+      });
     },
 
     async close() {

@@ -156,6 +156,11 @@ describe('Storage Write client on the emulator', () => {
       `SELECT COUNT(*) AS n FROM \`${datasetId}.${TX}\` WHERE transaction_id IN (${rows.map((r) => `'${String(r.transaction_id)}'`).join(',')})`,
     )) as [{ n: number }];
     assert.equal(n, 5);
+    // Each ok answer named the offset asked for.
+    assert.deepEqual(
+      warnings.filter((w) => /another offset/.test(w.msg)),
+      [],
+    );
   });
 
   it('reports a stream that does not exist, or was finalized, as stream-gone', async (t) => {

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { protos } from '@google-cloud/bigquery-storage';
 import { isTxstreamError, TxstreamError } from '../../../../src/errors.ts';
 import {
   classifyStatus,
+  createStorageWriteClient,
   outcomeOf,
   parseStreamEnd,
   statusError,
+  type StorageWriteClientOptions,
 } from '../../../../src/warehouse/storage-write/client.ts';
 
 // The pure half of the Storage Write client: what each status and response means for an append. The
@@ -200,5 +202,91 @@ describe('outcomeOf', () => {
         'REQUEST_TOO_LARGE',
       ),
     );
+  });
+});
+
+describe('createStorageWriteClient before any connection', () => {
+  // Everything here is decided before a connection is opened; the endpoint is never dialled.
+  const STREAM = 'projects/p/datasets/d/tables/t/streams/0123456789abcdef';
+  const SCHEMA = {
+    fields: [
+      { name: 'id', type: 'STRING', mode: 'REQUIRED' },
+      { name: 'n', type: 'INT64' },
+    ],
+  };
+
+  function client(t: TestContext, options: Partial<StorageWriteClientOptions> = {}) {
+    const reads: string[] = [];
+    const c = createStorageWriteClient({
+      projectId: 'p',
+      dataset: 'd',
+      endpoint: { host: '127.0.0.1', port: 9 },
+      tableSchema: (table) => {
+        reads.push(table);
+        return Promise.resolve(SCHEMA);
+      },
+      ...options,
+    });
+    t.after(() => c.close());
+    return { c, reads };
+  }
+
+  it('returns rows the encoder refuses as rows-rejected, by index', async (t) => {
+    const { c } = client(t);
+    assert.deepEqual(await c.append(STREAM, 't', [{ id: 'a' }, { n: 1 }, { id: 'c', n: 1.5 }], 0), {
+      kind: 'rows-rejected',
+      rows: [
+        { index: 1, message: 'id is REQUIRED but missing' },
+        { index: 2, message: 'n: expected an INT64 (a safe integer or a decimal string), got 1.5' },
+      ],
+    });
+  });
+
+  it('reads the schema again for a key that is no column, then stops the writer if it still is not', async (t) => {
+    const { c, reads } = client(t);
+    await assert.rejects(c.append(STREAM, 't', [{ id: 'a', extra: 1 }], 0), (err: unknown) => {
+      assert.ok(isTxstreamError(err, 'WAREHOUSE_ERROR'));
+      assert.match(err.message, /column extra, which the table does not have/);
+      return true;
+    });
+    assert.deepEqual(reads, ['t', 't']);
+  });
+
+  it('refuses a request over the limit as REQUEST_TOO_LARGE without sending it', async (t) => {
+    const { c } = client(t, { maxRequestBytes: 1024 });
+    await assert.rejects(
+      c.append(STREAM, 't', [{ id: 'x'.repeat(2000) }], 0),
+      (err: unknown) =>
+        isTxstreamError(err, 'REQUEST_TOO_LARGE') && /1024-byte request limit/.test(err.message),
+    );
+  });
+
+  it('does not keep a failed schema read, and turns a foreign error into WAREHOUSE_ERROR', async (t) => {
+    let calls = 0;
+    const { c } = client(t, {
+      tableSchema: () => {
+        calls++;
+        return calls === 1 ? Promise.reject(new Error('socket hang up')) : Promise.resolve(SCHEMA);
+      },
+    });
+    await assert.rejects(
+      c.append(STREAM, 't', [{ id: 'a' }], 0),
+      (err: unknown) => isTxstreamError(err, 'WAREHOUSE_ERROR') && /socket hang up/.test(err.message),
+    );
+    assert.deepEqual(await c.append(STREAM, 't', [{ n: 1 }], 0), {
+      kind: 'rows-rejected',
+      rows: [{ index: 0, message: 'id is REQUIRED but missing' }],
+    });
+    assert.equal(calls, 2);
+  });
+
+  it('answers an empty append without a request, and refuses everything once closed', async (t) => {
+    const { c } = client(t);
+    assert.deepEqual(await c.append(STREAM, 't', [], 7), { kind: 'ok', nextOffset: 7 });
+    await c.close();
+    await assert.rejects(c.append(STREAM, 't', [{ id: 'a' }], 0), (err: unknown) =>
+      isTxstreamError(err, 'WAREHOUSE_ERROR'),
+    );
+    await assert.rejects(c.createStream('t'), (err: unknown) => isTxstreamError(err, 'WAREHOUSE_ERROR'));
   });
 });
