@@ -3,8 +3,8 @@ import { TxstreamError } from '../../errors.ts';
 
 // Rows shaped for insertAll (the mappers' json objects) to the proto2 bytes the Storage Write API
 // takes. The library's JSONWriter would do this too, but it deep-copies every row, checks every key
-// per row, and leaves TIMESTAMP and DATE strings unconverted (it only converts Date objects), which
-// would write garbage int64s for our rows. Here the table schema is compiled once into one writer per
+// per row, and leaves TIMESTAMP and DATE strings unconverted (it only converts Date objects), so our
+// rows fail in it (protobufjs cannot read '2026-11-26T…' as an int64). Here the table schema is compiled once into one writer per
 // column, which converts the value and writes its protobuf wire bytes straight into one buffer per
 // request; the rows are views of it. (protobufjs' generated encoder on converted objects cost twice
 // as much: an operation object per field and a copy per row; see encoder-bench.test.ts.)
