@@ -176,7 +176,9 @@ describe('a consumer crash kafkajs does not restart', () => {
           /txstream: stopped on a fatal error: .*GROUP_AUTHORIZATION_FAILED.*Not authorized to access group/,
         );
         assert.doesNotMatch(proc.output(), /\n\s+at /, 'no stack trace');
-        assert.doesNotMatch(proc.output(), /unclean stop/, 'the stop after the crash completes');
+        // The app's stop completes (consume logs "unclean stop" at error level when it throws); the
+        // runner's own report that the crashed member left records uncommitted is a warning.
+        assert.doesNotMatch(proc.output(), /"msg":"unclean stop"/, 'the stop after the crash completes');
         assert.ok(!proc.output().includes(broker.scram.password), 'no password in the output');
       },
     );
