@@ -8,6 +8,7 @@ import type { OffsetTracker, Outstanding } from '../pipeline/offsets.ts';
 import { createOffsetTracker } from '../pipeline/offsets.ts';
 import type { InsertRow, KafkaLineage, RowResult } from '../pipeline/rows.ts';
 import { createBackoff } from './backoff.ts';
+import type { DeadLetterSource } from './dead-letters.ts';
 import { deadLetterOf, logDeadLetters } from './dead-letters.ts';
 import { createGroupControl, isMembershipError } from './group-control.ts';
 
@@ -155,13 +156,8 @@ export interface RunnerOptions {
   onFatal?: (err: Error) => void;
 }
 
-interface Pending {
-  topic: string;
-  partition: number;
-  offset: string;
-  timestamp: string;
-  message: KafkaMessage;
-  schemaId: number;
+/** A record mapped to a row, buffered or being written. */
+interface Pending extends DeadLetterSource {
   row: InsertRow<Record<string, unknown>>;
   /** The row's size in the insert request's JSON (what BigQuery bills streaming by). */
   bytes: number;

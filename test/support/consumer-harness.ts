@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { Admin } from 'kafkajs';
 import { PROJECT_ROOT } from '../../src/stack/settings.ts';
@@ -69,4 +70,31 @@ export function startConsume(env: NodeJS.ProcessEnv, prefix: string, group: stri
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, exited, output: () => output };
+}
+
+/** `txstream produce transactions --synthetic` into the topics of `prefix`; resolves once it exited 0. */
+export async function produceSynthetic(
+  env: NodeJS.ProcessEnv,
+  prefix: string,
+  count: number,
+  seed: number,
+  extra: string[] = [],
+): Promise<void> {
+  await promisify(execFile)(
+    process.execPath,
+    [
+      TXSTREAM_BIN,
+      'produce',
+      'transactions',
+      '--synthetic',
+      '--count',
+      String(count),
+      '--seed',
+      String(seed),
+      '--topic-prefix',
+      prefix,
+      ...extra,
+    ],
+    { env, maxBuffer: 16 * 1024 * 1024 },
+  );
 }

@@ -10,7 +10,7 @@ import type { RunnerSink } from '../../../src/consumers/runner.ts';
 import { createKafka } from '../../../src/kafka/client.ts';
 import { createBigQuery } from '../../../src/warehouse/client.ts';
 import { createLoadJobSink } from '../../../src/warehouse/load-sink.ts';
-import { TXSTREAM_BIN, until } from '../../support/consumer-harness.ts';
+import { produceSynthetic, TXSTREAM_BIN, until } from '../../support/consumer-harness.ts';
 import { testEndpoints, txstreamEnv, uniqueName } from '../../support/endpoints.ts';
 
 // Load-job mode meeting the same offsets a second time, after their rows were deleted: the records of
@@ -65,23 +65,8 @@ async function deleteRowsOf(topic: string): Promise<void> {
   assert.deepEqual(await idsIn(topic), [], 'the rows were deleted');
 }
 
-async function produce(prefix: string, count: number, seed: number): Promise<void> {
-  await run(
-    process.execPath,
-    [
-      TXSTREAM_BIN,
-      'produce',
-      'transactions',
-      '--synthetic',
-      '--count',
-      String(count),
-      '--seed',
-      String(seed),
-      '--topic-prefix',
-      prefix,
-    ],
-    { env },
-  );
+function produce(prefix: string, count: number, seed: number): Promise<void> {
+  return produceSynthetic(env, prefix, count, seed);
 }
 
 /** The high watermark of the topic's one partition and the group's commit point there. */

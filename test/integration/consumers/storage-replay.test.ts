@@ -8,7 +8,13 @@ import { loadConfig } from '../../../src/config/config.ts';
 import { createKafka } from '../../../src/kafka/client.ts';
 import { createBigQuery } from '../../../src/warehouse/client.ts';
 import { decodePosition, encodePosition } from '../../../src/warehouse/storage-write/position.ts';
-import { countRows, scrapeMetrics, TXSTREAM_BIN, until } from '../../support/consumer-harness.ts';
+import {
+  countRows,
+  produceSynthetic,
+  scrapeMetrics,
+  TXSTREAM_BIN,
+  until,
+} from '../../support/consumer-harness.ts';
 import { testEndpoints, txstreamEnv, uniqueName } from '../../support/endpoints.ts';
 import { freePorts } from '../../support/ports.ts';
 
@@ -35,23 +41,8 @@ const bq = createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoi
 const tableRef = `\`${e.bqProjectId}.${dataset}.${TABLE}\``;
 let admin: Admin;
 
-async function produce(count: number, seed: number): Promise<void> {
-  await run(
-    process.execPath,
-    [
-      TXSTREAM_BIN,
-      'produce',
-      'transactions',
-      '--synthetic',
-      '--count',
-      String(count),
-      '--seed',
-      String(seed),
-      '--topic-prefix',
-      prefix,
-    ],
-    { env: base },
-  );
+function produce(count: number, seed: number): Promise<void> {
+  return produceSynthetic(base, prefix, count, seed);
 }
 
 async function committed(): Promise<{ offset: string; metadata: string | null }> {
