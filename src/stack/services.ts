@@ -5,6 +5,7 @@ import type { Probe } from './health.ts';
 import { probeBigQuery, probeKafka, probeRegistry } from './health.ts';
 import type { ServerDirs } from './provision.ts';
 import type { StackSettings } from './settings.ts';
+import { PROJECT_ROOT } from './settings.ts';
 import type { Toolchain } from './prerequisites.ts';
 
 export const SERVICES = ['kafka', 'registry', 'bigquery'] as const;
@@ -196,8 +197,11 @@ export function launchSpec(
       const data = path.join(dir, 'data');
       fs.mkdirSync(data, { recursive: true });
       return {
-        command: path.join(dirs.bq, 'venv', 'bin', 'bqemulator'),
+        // Through a wrapper that serialises the emulator's one DuckDB connection between its REST and
+        // Storage Write handlers (see the script: concurrent use corrupts or hangs it).
+        command: path.join(dirs.bq, 'venv', 'bin', 'python'),
         args: [
+          path.join(PROJECT_ROOT, 'scripts', 'stack', 'bqemulator-serialized.py'),
           'start',
           '--rest-host',
           '127.0.0.1',

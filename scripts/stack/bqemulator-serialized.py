@@ -1,0 +1,114 @@
+"""Starts bqemulator with every use of its one DuckDB connection serialised.
+
+bqemulator 1.4.0 keeps a single DuckDB connection for the whole process and uses it from three
+places at once: REST handlers on the event loop, REST handlers FastAPI runs in its thread pool, and
+the Storage Write API's gRPC handler threads. It serialises only the gRPC writes among themselves.
+A DuckDB connection is not safe for concurrent use: a REST query while Storage Write appends run
+failed with "Attempting to execute an unsuccessful or closed pending query result", and a dataset
+delete during an append hung both ports for good (txstream's fault suite polls the table while its
+consumers append). This wrapper makes one REST request or one Storage Write handler step hold the
+connection at a time, then runs bqemulator's own command line unchanged.
+
+It patches bqemulator's internals by name and checks that every name is there, so an emulator
+version without them fails at start-up instead of running unprotected.
+"""
+
+import asyncio
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import bqemulator.server as server
+from bqemulator.cli import main
+from bqemulator.grpc_api import write_servicer
+
+# Taken first, before any lock of bqemulator's own, by the two paths that run DuckDB off the event
+# loop: REST requests (FastAPI runs sync endpoints in a thread pool) and Storage Write appends (gRPC
+# streaming handlers run in threads). Never waited for on the event loop itself: bqemulator runs its
+# unary gRPC handlers (CreateWriteStream, GetWriteStream, ...) and its async REST endpoints there, and
+# a REST request holding the lock needs the loop to finish. Those unary calls are rare (one
+# CreateWriteStream per partition and table) and are left as they are.
+LOCK = threading.RLock()
+
+
+def _per_request(fn):
+    """AppendRows is a bidirectional stream open for a connection's lifetime: the lock is held from a
+    request's arrival until its answer is yielded or the next request is awaited, never while waiting
+    for the client (the wait goes through the event loop)."""
+
+    def wrapper(self, request_iterator, context):
+        held = False
+
+        def requests():
+            nonlocal held
+            it = iter(request_iterator)
+            while True:
+                if held:
+                    LOCK.release()
+                    held = False
+                try:
+                    request = next(it)
+                except StopIteration:
+                    return
+                LOCK.acquire()
+                held = True
+                yield request
+
+        try:
+            for response in fn(self, requests(), context):
+                if held:
+                    LOCK.release()
+                    held = False
+                yield response
+        finally:
+            if held:
+                LOCK.release()
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+handler = write_servicer.BigQueryWriteHandler
+if not hasattr(handler, "_handle_append_rows") or not hasattr(server, "create_app"):
+    sys.exit("bqemulator-serialized: this bqemulator lacks _handle_append_rows or server.create_app; update the wrapper")
+handler._handle_append_rows = _per_request(handler._handle_append_rows)
+
+# The REST side takes the same lock for a whole request. It is acquired and released on one
+# dedicated thread (an RLock belongs to the thread that took it), never on the event loop, which must
+# keep running while a gRPC step holds the lock; an asyncio lock queues REST requests among themselves.
+_holder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bqemu-serial")
+
+
+class SerializedRequests:
+    def __init__(self, app):
+        self.app = app
+        self.queue = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self.queue is None:
+            self.queue = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        async with self.queue:
+            await loop.run_in_executor(_holder, LOCK.acquire)
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                await loop.run_in_executor(_holder, LOCK.release)
+
+
+_create_app = server.create_app
+
+
+def _create_serialized_app(context):
+    app = _create_app(context)
+    app.add_middleware(SerializedRequests)
+    return app
+
+
+server.create_app = _create_serialized_app
+
+if __name__ == "__main__":
+    sys.argv[0] = "bqemulator"
+    sys.exit(main())
