@@ -297,8 +297,7 @@ export function createRunner(o: RunnerOptions): Runner {
       const halves = await send(binding, items, results, heartbeat);
       for (const h of halves) await write(binding, h, heartbeat);
     } catch (err) {
-      settleLanded(binding, items, results);
-      if (stopping) keepForStop(items);
+      abandon(binding, items, results);
       throw err;
     }
     const own = items.filter((_, i) => results[i] !== undefined);
@@ -315,8 +314,7 @@ export function createRunner(o: RunnerOptions): Runner {
       try {
         await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
       } catch (err) {
-        settleLanded(binding, items, results);
-        if (stopping) keepForStop(items);
+        abandon(binding, items, results);
         throw err;
       }
     }
@@ -384,6 +382,16 @@ export function createRunner(o: RunnerOptions): Runner {
       }
     }
     return [];
+  }
+
+  /** A write gave up: what landed is acknowledged; while stopping, the rest waits for the final flush. */
+  function abandon(
+    binding: TopicBinding,
+    items: readonly Pending[],
+    results: readonly (SinkRowResult | undefined)[],
+  ): void {
+    settleLanded(binding, items, results);
+    if (stopping) keepForStop(items);
   }
 
   /** Acknowledges the rows of an abandoned write that the warehouse took, so nothing writes them again. */
