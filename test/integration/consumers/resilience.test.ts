@@ -12,6 +12,7 @@ import { createGenerator } from '../../../src/workload/index.ts';
 import { readTopic } from '../../support/consume.ts';
 import {
   countRows,
+  produceSynthetic,
   scrapeMetrics,
   startConsume,
   topicRecords,
@@ -62,23 +63,7 @@ function setup(name: string, partitions: number) {
     distinct: () => countRows(bq, `SELECT COUNT(DISTINCT transaction_id) AS n FROM ${table}`),
     init: () => run(process.execPath, [TXSTREAM_BIN, 'init', '--topic-prefix', prefix], { env }),
     produce: (count: number, seed: number, extra: string[] = []) =>
-      run(
-        process.execPath,
-        [
-          TXSTREAM_BIN,
-          'produce',
-          'transactions',
-          '--synthetic',
-          '--count',
-          String(count),
-          '--seed',
-          String(seed),
-          '--topic-prefix',
-          prefix,
-          ...extra,
-        ],
-        { env, maxBuffer: 16 * 1024 * 1024 },
-      ),
+      produceSynthetic(env, prefix, count, seed, extra),
   };
 }
 
