@@ -3,6 +3,7 @@ import type { InsertRowsOptions } from '@google-cloud/bigquery';
 import { SQL_IDENTIFIER } from '../config/config.ts';
 import { TxstreamError } from '../errors.ts';
 import { halve } from '../pipeline/batch-policy.ts';
+import { withDeadline } from './deadline.ts';
 
 // The warehouse port the consumer writes through, and its adapter over @google-cloud/bigquery's
 // tabledata.insertAll. This is the one place where the SDK's errors are looked at: everything above
@@ -284,24 +285,12 @@ export interface BigQuerySinkOptions {
 export const DEFAULT_SERVER_ERROR_ATTEMPTS = 3;
 export const DEFAULT_INSERT_TIMEOUT_MS = 60_000;
 
-/** `p`, or a 'request-timeout' failure after `ms`; an abandoned request's late failure is swallowed. */
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          Object.assign(new Error(`insertAll not answered within ${ms} ms`), {
-            name: 'TimeoutError',
-            type: 'request-timeout',
-          }),
-        ),
-      ms,
-    );
+/** The error of an insertAll request past its deadline, which the classification treats as a network failure. */
+const insertTimeout = (ms: number) => () =>
+  Object.assign(new Error(`insertAll not answered within ${ms} ms`), {
+    name: 'TimeoutError',
+    type: 'request-timeout',
   });
-  p.catch(() => undefined);
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
 export const DEFAULT_MAX_REQUESTS_PER_INSERT = 256;
 export const DEFAULT_RETRY_DELAY_MS = Object.freeze({ initial: 200, max: 5000 });
 
@@ -455,7 +444,11 @@ export function createBigQuerySink(options: BigQuerySinkOptions): WarehouseSink 
           let failure: InsertFailure;
           let thrown: unknown;
           try {
-            await withDeadline(tableOf(table).insert(sent, { ...INSERT_OPTIONS }), requestTimeoutMs);
+            await withDeadline(
+              tableOf(table).insert(sent, { ...INSERT_OPTIONS }),
+              requestTimeoutMs,
+              insertTimeout(requestTimeoutMs),
+            );
             for (const i of piece) results[i] = OK;
             healthy = true;
             engaged = true;

@@ -5,6 +5,7 @@ import { TxstreamError } from '../../errors.ts';
 import { queryError } from '../query.ts';
 import { createRowEncoder, type RowEncoder } from './encoder.ts';
 import type { AppendOutcome, StorageWriteClient } from './port.ts';
+import { withDeadline } from '../deadline.ts';
 
 // The StorageWriteClient port over @google-cloud/bigquery-storage's managedwriter: COMMITTED streams,
 // one bidirectional AppendRows connection per stream, rows encoded by ./encoder.ts.
@@ -347,19 +348,14 @@ export function createStorageWriteClient(o: StorageWriteClientOptions): StorageW
   }
 
   function answered<T>(promise: Promise<T>, what: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new TxstreamError('WAREHOUSE_UNAVAILABLE', `${what}: no answer in ${timeoutMs} ms`, {
-              retriable: true,
-            }),
-          ),
-        timeoutMs,
-      );
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+    return withDeadline(
+      promise,
+      timeoutMs,
+      () =>
+        new TxstreamError('WAREHOUSE_UNAVAILABLE', `${what}: no answer in ${timeoutMs} ms`, {
+          retriable: true,
+        }),
+    );
   }
 
   function oneAtATime<T>(stream: string, task: () => Promise<T>): Promise<T> {
