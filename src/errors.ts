@@ -78,3 +78,19 @@ export class TxstreamError extends Error {
 export function isTxstreamError(err: unknown, code?: ErrorCode): err is TxstreamError {
   return err instanceof TxstreamError && (code === undefined || err.code === code);
 }
+
+/** An error and what it wraps, outermost first (kafkajs keeps the original as `cause`), at most `max`. */
+export function causeChain(
+  err: unknown,
+  max = 5,
+): { name?: string; type?: string; message?: string; cause?: unknown }[] {
+  const chain: { name?: string; type?: string; message?: string; cause?: unknown }[] = [];
+  for (
+    let e = err as { cause?: unknown } | undefined;
+    e && typeof e === 'object' && chain.length < max;
+    e = e.cause as typeof e
+  ) {
+    chain.push(e as (typeof chain)[number]);
+  }
+  return chain;
+}

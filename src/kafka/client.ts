@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import { Kafka, logLevel } from 'kafkajs';
 import type { Admin, Consumer, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { Config } from '../config/config.ts';
-import { TxstreamError } from '../errors.ts';
+import { causeChain, TxstreamError } from '../errors.ts';
 
 // The only place that constructs kafkajs clients, so connection settings (TLS, SASL, timeouts,
 // logging) are decided once for every producer, consumer and admin in the process.
@@ -218,9 +218,7 @@ export interface TrackedConsumer {
 
 /** The original error under kafkajs' wrappers (KafkaJSNonRetriableError and the like keep it as cause). */
 function rootCause(err: Error): Error {
-  let e = err;
-  for (let depth = 0; depth < 5 && e.cause instanceof Error; depth++) e = e.cause;
-  return e;
+  return causeChain(err).findLast((e) => e instanceof Error) as Error;
 }
 
 /**

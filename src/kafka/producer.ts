@@ -1,6 +1,6 @@
 import kafkajs from 'kafkajs';
 import type { ICustomPartitioner, Message, Producer, RecordMetadata } from 'kafkajs';
-import { TxstreamError } from '../errors.ts';
+import { causeChain, TxstreamError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import { createKafka } from './client.ts';
 import type { KafkaConnection } from './client.ts';
@@ -89,14 +89,7 @@ const UNAVAILABLE_PROTOCOL = new Set([
 /** Maps a kafkajs error (or one it wrapped after exhausting retries) to a txstream error code. */
 export function classifyKafkaError(err: unknown, what: string): TxstreamError {
   if (err instanceof TxstreamError) return err;
-  const chain: { name?: string; type?: string; message?: string; cause?: unknown }[] = [];
-  for (
-    let e = err as { cause?: unknown } | undefined;
-    e && typeof e === 'object' && chain.length < 5;
-    e = e.cause as typeof e
-  ) {
-    chain.push(e as (typeof chain)[number]);
-  }
+  const chain = causeChain(err);
   // The innermost error says what went wrong; the outer ones only say that retrying gave up.
   const root = chain.at(-1) ?? {};
   const message =
@@ -136,12 +129,7 @@ const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
  * kafkajs' error types itself.
  */
 export function isRecordTooLarge(err: unknown): boolean {
-  let e = err as { type?: unknown; cause?: unknown } | undefined;
-  for (let depth = 0; e && typeof e === 'object' && depth < 8; depth++) {
-    if (typeof e.type === 'string' && TOO_LARGE.has(e.type)) return true;
-    e = e.cause as typeof e;
-  }
-  return false;
+  return causeChain(err, 8).some((e) => typeof e.type === 'string' && TOO_LARGE.has(e.type));
 }
 
 /**
