@@ -152,7 +152,7 @@ export async function buildConsumerApp(o: {
       metrics: metrics.storage,
       logger: logger.child({ component: 'storage-sink' }),
     });
-    const admin = lazyAdmin(createKafka(kafkaConnection(config, 'offsets')));
+    const admin = lazyAdmin(kafka);
     fetchCommitted = committedOffsets(admin, o.groupId);
     closers.push(
       () => storage.close(),

@@ -5,6 +5,7 @@ import { createAvroScanner } from './avro-scan.ts';
 import type { AvroScanner } from './avro-scan.ts';
 import { parseAvroSchema } from './schemas.ts';
 import { HEADER_SIZE, MAGIC_BYTE } from './wire.ts';
+import { KAFKA_DEFAULT_MAX_MESSAGE_BYTES } from '../topics.ts';
 
 // The consumer's decode path. Everything that needs the network or is expensive happens in
 // prepare(), once per schema id: fetching the writer schema, compiling it with avsc, compiling the
@@ -25,7 +26,7 @@ export interface DecodeLimits {
 }
 
 export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = Object.freeze({
-  maxMessageBytes: 1_048_588,
+  maxMessageBytes: KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
   maxItems: 100_000,
   maxDepth: 32,
 });

@@ -100,13 +100,13 @@ const schema = z.object({
   // effort), or the Storage Write API with offsets tied to the Kafka commit (exactly once, half the
   // price). Ignored in load-job mode.
   BQ_WRITE_API: z.enum(['insert-all', 'storage']).default('insert-all'),
-  // The Storage Write API's gRPC endpoint as host:port, plaintext: for an emulator only (the local
-  // stack's by default when BQ_API_ENDPOINT comes from it). Unset with real BigQuery.
   // Open Storage Write connections per member (one per stream in use; idle ones are closed past it).
   // bqemulator serves only min(32, cores + 4) open AppendRows calls for all its clients and a call
   // beyond that hangs, so with an emulator endpoint the default is 1; with BigQuery, unlimited (its
   // quota is 1,000 concurrent connections per region, 10,000 per multi-region).
   BQ_STORAGE_MAX_CONNECTIONS: int(1, 10_000).optional(),
+  // The Storage Write API's gRPC endpoint as host:port, plaintext: for an emulator only (the local
+  // stack's by default when BQ_API_ENDPOINT comes from it). Unset with real BigQuery.
   BQ_STORAGE_API_ENDPOINT: z
     .string()
     .regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port')
@@ -398,6 +398,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const apiEndpoint = v.BQ_API_ENDPOINT ?? (v.GCP_PROJECT_ID ? undefined : local?.bqApiEndpoint);
   const storageEndpoint =
     v.BQ_STORAGE_API_ENDPOINT ?? (v.GCP_PROJECT_ID ? undefined : local?.bqStorageEndpoint);
+  const storageMaxConnections = v.BQ_STORAGE_MAX_CONNECTIONS ?? (storageEndpoint ? 1 : undefined);
   if (v.BQ_WRITE_API === 'storage' && v.ENABLE_BQ_STREAMING && apiEndpoint && !storageEndpoint)
     problems.push(
       'BQ_STORAGE_API_ENDPOINT: required with BQ_WRITE_API=storage when BQ_API_ENDPOINT points at an emulator (host:port of its gRPC port)',
@@ -471,9 +472,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     streaming: {
       enabled: v.ENABLE_BQ_STREAMING,
       writeApi: v.BQ_WRITE_API,
-      ...((v.BQ_STORAGE_MAX_CONNECTIONS ?? (storageEndpoint ? 1 : undefined))
-        ? { storageMaxConnections: v.BQ_STORAGE_MAX_CONNECTIONS ?? 1 }
-        : {}),
+      ...(storageMaxConnections ? { storageMaxConnections } : {}),
       batchSize: v.BQ_STREAMING_BATCH_SIZE,
       intervalMs: v.BQ_STREAMING_INTERVAL_MS,
       insertTimeoutMs: v.BQ_INSERT_TIMEOUT_MS,
