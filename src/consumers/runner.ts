@@ -237,6 +237,8 @@ export function createRunner(o: RunnerOptions): Runner {
     { topic: string; partition: number; high: string; first: string; committed?: string }
   >();
   const hooks = o.sink.partitions;
+  /** Per topic, in this generation: what the group had committed (see assignToSink). */
+  const committedSnapshots = new Map<string, Promise<CommittedOffset[]>>();
   if (hooks && !o.fetchCommitted) throw new Error('a sink with partition hooks needs fetchCommitted');
   const backoff = createBackoff({
     sleep,
@@ -464,7 +466,15 @@ export function createRunner(o: RunnerOptions): Runner {
     heartbeat: () => Promise<void>,
   ): Promise<void> {
     if (!hooks) return;
-    const all = await withRetry('fetch committed offsets', () => o.fetchCommitted!(topic), heartbeat);
+    // Once per topic and generation: what the group committed for the partitions this member now
+    // holds cannot change before this member commits them itself.
+    let snapshot = committedSnapshots.get(topic);
+    if (!snapshot) {
+      snapshot = withRetry('fetch committed offsets', () => o.fetchCommitted!(topic), heartbeat);
+      committedSnapshots.set(topic, snapshot);
+      snapshot.catch(() => committedSnapshots.delete(topic));
+    }
+    const all = await snapshot;
     const committed = all.find((c) => c.partition === partition);
     const w = watermarks.get(`${topic}\u0000${partition}`);
     if (w && committed) w.committed = committed.offset;
@@ -528,6 +538,7 @@ export function createRunner(o: RunnerOptions): Runner {
       let unacked = 0;
       for (const w of watermarks.values()) unacked += tracker.revoke(w.topic, w.partition);
       watermarks.clear();
+      committedSnapshots.clear();
       hooks?.revokeAll();
       if (dropped) o.metrics?.dropped(dropped);
       o.logger.info(

@@ -319,7 +319,12 @@ interface SetupOptions {
   /** Backoff sleeps wait until the test calls wake() instead of ending at the next turn. */
   holdSleeps?: boolean;
   /** Gives the sink partition hooks (as the Storage Write API sink has) and the group's commits. */
-  partitions?: { hooks: PartitionHooks; committed: Record<string, CommittedOffset[]> };
+  partitions?: {
+    hooks: PartitionHooks;
+    committed: Record<string, CommittedOffset[]>;
+    /** Topics fetchCommitted was asked for, in order. */
+    fetches?: string[];
+  };
 }
 
 type Harness = Awaited<ReturnType<typeof setup>>;
@@ -340,7 +345,12 @@ async function setup(t: TestContext, o: SetupOptions = {}) {
   if (o.partitions) Object.assign(sink, { partitions: o.partitions.hooks });
   const runner: Runner = createRunner({
     ...(o.partitions
-      ? { fetchCommitted: async (topic: string) => o.partitions!.committed[topic] ?? [] }
+      ? {
+          fetchCommitted: async (topic: string) => {
+            o.partitions!.fetches?.push(topic);
+            return o.partitions!.committed[topic] ?? [];
+          },
+        }
       : {}),
     consumer: consumer as unknown as Consumer,
     bindings: [binding(TX, 'fact_tx'), binding(JOBS, 'fact_jobs')],
@@ -1299,7 +1309,8 @@ describe('createRunner: a sink that keeps its position in the Kafka commit', () 
     const log: string[] = [];
     const { hooks, ahead } = hooksLog(log);
     const committed = { [TX]: [{ partition: 0, offset: '5', metadata: 'old' }] };
-    const h = await setup(t, { maxRows: 2, partitions: { hooks, committed } });
+    const fetches: string[] = [];
+    const h = await setup(t, { maxRows: 2, partitions: { hooks, committed, fetches } });
     const sinkLog = h.log;
     await h.consumer.deliver(batchOf(h, TX, 0, [5, 6]).payload);
     await h.consumer.deliver(batchOf(h, TX, 1, [0]).payload);
@@ -1326,6 +1337,8 @@ describe('createRunner: a sink that keeps its position in the Kafka commit', () 
     assert.equal(log.at(-1), 'revokeAll');
     await h.consumer.deliver(batchOf(h, TX, 0, [8]).payload);
     assert.equal(log.at(-1), 'assign tx/0 5 old', 'assigned again in the new generation');
+    // Read once per topic and generation, not once per partition.
+    assert.deepEqual(fetches, [TX, JOBS, TX]);
   });
 });
 
