@@ -18,6 +18,8 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
+
 import bqemulator.server as server
 from bqemulator.cli import main
 from bqemulator.grpc_api import write_servicer
@@ -97,6 +99,25 @@ class SerializedRequests:
             finally:
                 await loop.run_in_executor(_holder, LOCK.release)
 
+
+# grpc.aio runs bqemulator's synchronous AppendRows handler in a thread for as long as the call stays
+# open, and without a pool of its own it uses the event loop's default executor: min(32, cores + 4)
+# threads, 6 on two cores. A seventh open call (a member holds one per write stream in use) then hung
+# until its deadline. The handlers take LOCK per request, so more threads add no concurrency to DuckDB;
+# they only let idle streams stay open.
+APPEND_THREADS = 512
+_aio_server = grpc.aio.server
+
+
+def _server_with_append_threads(*args, **kwargs):
+    kwargs.setdefault(
+        "migration_thread_pool",
+        ThreadPoolExecutor(max_workers=APPEND_THREADS, thread_name_prefix="bqemu-append"),
+    )
+    return _aio_server(*args, **kwargs)
+
+
+grpc.aio.server = _server_with_append_threads
 
 _create_app = server.create_app
 

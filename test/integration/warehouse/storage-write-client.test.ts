@@ -59,8 +59,8 @@ const warnings: { obj: object; msg: string }[] = [];
 
 /**
  * A client closed when the test ends: bqemulator serves each open AppendRows connection on one
- * thread of a pool of min(32, cores + 4) shared with every other user of the stack, and a connection
- * beyond it hangs, so no test keeps its connections past its own end.
+ * thread of a pool shared with every other user of the stack (512 with the stack's wrapper, and a
+ * connection beyond it hangs), so no test keeps its connections past its own end.
  */
 function client(t: TestContext, options: Partial<StorageWriteClientOptions> = {}): StorageWriteClient {
   const c = createStorageWriteClient({
@@ -448,6 +448,18 @@ describe('Storage Write client on the emulator', () => {
     for (const round of [0, 1])
       for (const stream of streams)
         assert.deepEqual(await c.append(stream, TX, txRows(1), round), { kind: 'ok', nextOffset: round + 1 });
+  });
+
+  it('24 streams open at once take concurrent appends (the stack gives the emulator threads for them)', async (t) => {
+    // bqemulator alone answered only min(32, cores + 4) open AppendRows calls (6 here); the stack's
+    // wrapper gives its gRPC server a pool of its own (scripts/stack/bqemulator-serialized.py).
+    const c = client(t);
+    const streams = await Promise.all(Array.from({ length: 24 }, () => c.createStream(TX)));
+    for (const round of [0, 1])
+      assert.deepEqual(
+        await Promise.all(streams.map((stream) => c.append(stream, TX, txRows(1), round))),
+        streams.map(() => ({ kind: 'ok', nextOffset: round + 1 })),
+      );
   });
 
   it('close lets appends already made finish, then refuses new ones', async (t) => {
