@@ -53,8 +53,14 @@ interface PartitionState {
   topic: string;
   table: string;
   partition: number;
-  /** From the commit metadata, until the first append opens a cursor on it. */
+  /**
+   * From the commit metadata, until the first append opens a cursor on it. After the stream was lost it
+   * stays until the new stream's write-ahead commit: a commit of the partition meanwhile (writes of
+   * other partitions overlap) must keep naming the lost stream, whose replay skips what is in the table.
+   */
   recorded: ReturnType<typeof decodePosition>;
+  /** The recorded stream is gone: the next append creates one instead of opening it. */
+  lost: boolean;
   cursor: StreamCursor | undefined;
 }
 
@@ -80,13 +86,14 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
 
   async function cursorOf(s: PartitionState): Promise<StreamCursor> {
     if (s.cursor) return s.cursor;
-    if (s.recorded) {
+    if (s.recorded && !s.lost) {
       s.cursor = new StreamCursor(s.recorded);
     } else {
       if (!commitAhead) throw new Error('storage sink used before the runner bound its commit');
       const stream = await o.client.createStream(s.table);
       await commitAhead(s.topic, s.partition, encodePosition({ stream, next: 0 }));
       s.recorded = { stream, next: 0 };
+      s.lost = false;
       s.cursor = new StreamCursor(s.recorded);
       o.metrics?.streamCreated(s.table);
       o.logger?.info(
@@ -177,7 +184,7 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
           for (const i of inTable) results[i] = { ok: true };
           if (inTable.length) o.metrics?.skipped(s.table, inTable.length);
           todo = todo.filter((i) => !inTable.includes(i));
-          s.recorded = undefined;
+          s.lost = true;
           s.cursor = undefined;
           probe = false;
           break;
@@ -205,6 +212,7 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
         table,
         partition,
         recorded: decodePosition(committed?.metadata),
+        lost: false,
         cursor: undefined,
       });
     },
@@ -227,6 +235,8 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
 
   return {
     partitions: hooks,
+    // One stream per partition takes rows at explicit offsets in Kafka order.
+    ordered: true,
     async insert(table, rows) {
       const topic = topics.get(table);
       const results: (SinkRowResult | undefined)[] = rows.map(() => undefined);

@@ -239,6 +239,29 @@ describe('storage write sink', () => {
     assert.deepEqual(decodePosition(second.commit(0, 7).metadata)?.next, 2);
   });
 
+  it('a lost stream: until the new one is recorded, a commit of the partition still names the lost one', async () => {
+    const w = fakeWarehouse();
+    const first = member(w);
+    first.assign(0);
+    await first.sink.insert(TABLE, rowsOf(0, range(0, 5)));
+    const committed = first.commit(0, 3);
+    w.streams.clear();
+    // A crashed member had appended 3 and 4 to the lost stream: they are in the table.
+    const second = member(w, 4n);
+    second.assign(0, committed);
+    // The runner commits other partitions while this write runs (BQ_MAX_IN_FLIGHT); a commit of this
+    // partition computed between the loss and the write-ahead commit must not drop the lost stream's
+    // position, or a crash there would replay 3 and 4 into a new stream without looking at the table.
+    let during: string | null | undefined;
+    const create = w.client.createStream.bind(w.client);
+    w.client.createStream = async (table: string) => {
+      during = second.hooks.metadata(TOPIC, 0, '3');
+      return create(table);
+    };
+    await second.sink.insert(TABLE, rowsOf(0, range(3, 7)));
+    assert.deepEqual(decodePosition(during), decodePosition(committed.metadata));
+  });
+
   it('refuses to guess when the stream is shorter than a commit recorded', async () => {
     const w = fakeWarehouse();
     const first = member(w);
