@@ -2,15 +2,18 @@ import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { GuardedDecoder } from '../codec/guarded-decoder.ts';
 import { peekSchemaId } from '../codec/guarded-decoder.ts';
 import { isTxstreamError } from '../errors.ts';
-import type { BatchPolicy } from '../pipeline/batch-policy.ts';
-import { createBatchPolicy, halve } from '../pipeline/batch-policy.ts';
+import { halve } from '../pipeline/batch-policy.ts';
 import type { OffsetTracker, Outstanding } from '../pipeline/offsets.ts';
 import { createOffsetTracker } from '../pipeline/offsets.ts';
 import type { InsertRow, KafkaLineage, RowResult } from '../pipeline/rows.ts';
+import type { Submitted } from '../pipeline/write-scheduler.ts';
+import { createWriteScheduler } from '../pipeline/write-scheduler.ts';
 import { createBackoff } from './backoff.ts';
 import type { DeadLetterSource } from './dead-letters.ts';
 import { deadLetterOf, logDeadLetters } from './dead-letters.ts';
 import { createGroupControl, isMembershipError } from './group-control.ts';
+import type { Lane, Lanes, LaneState } from './lanes.ts';
+import { createLanes } from './lanes.ts';
 
 export { isMembershipError } from './group-control.ts';
 
@@ -18,12 +21,17 @@ export { isMembershipError } from './group-control.ts';
 // record ends in the table or the DLQ before its offset can be committed; offsets are committed per
 // partition as the highest contiguous acknowledged offset + 1 (src/pipeline/offsets.ts).
 //
-// kafkajs heartbeats from its own fetch loop, not from a background thread. So a write that retries
-// inside eachBatch calls heartbeat() between attempts, eachBatch heartbeats while it waits for a write
-// in progress, and a write started by the linger timer (outside eachBatch) pauses the fact topics at
-// its first retry, so the loop fetches nothing while it waits and keeps heartbeating. (Pausing only
-// at a retry matters: a paused topic resumes only when the fetch in flight returns, up to
-// maxWaitTime later, which would add that to every linger-timer write.)
+// Writes overlap: rows wait in lanes (consumers/lanes.ts: a lane per topic, or per topic-partition for
+// an ordered sink), a full or lingering lane's batch goes to the write scheduler
+// (pipeline/write-scheduler.ts: at most maxInFlight writes, one per partition at a time for an ordered
+// sink), and eachBatch waits only for the write to start. A write that lands acknowledges its rows and
+// asks for a commit; commits take turns (createCommitTurns), so an older one never overtakes a newer
+// one. Rebalance releases, joins and stop() run as scheduler barriers: after every write in flight.
+//
+// kafkajs heartbeats from its own fetch loop, not from a background thread. So eachBatch heartbeats
+// while it waits (for a write slot, dead letters, a commit), and a write that retries pauses the fact
+// topics at its first retry, so the loop fetches nothing while the warehouse fails and keeps
+// heartbeating (retryPause).
 //
 // Rebalances. kafkajs uses the eager protocol: at every rebalance the member gives up all its
 // partitions and gets an assignment anew. The runner therefore:
@@ -36,7 +44,7 @@ export { isMembershipError } from './group-control.ts';
 // - on every join, once the writes in flight settled, drops what it still buffers and forgets every
 //   partition's offsets. Whatever was not committed is then read again from the committed offset, by
 //   this member or the partition's new owner: nothing is lost; a row written whose commit the group
-//   refused is written again (at-least-once; BigQuery's insertId dedup absorbs most of those).
+//   refused is written again (insertAll: at-least-once; the Storage Write API sink skips it).
 
 export interface TopicBinding {
   topic: string;
@@ -56,6 +64,12 @@ export interface SinkRowResult {
  */
 export interface RunnerSink {
   insert(table: string, rows: readonly InsertRow<Record<string, unknown>>[]): Promise<SinkRowResult[]>;
+  /**
+   * The rows of a partition must reach insert() in offset order, one write at a time per partition
+   * (a write stream per partition); writes of different partitions may overlap. Without it writes
+   * overlap freely and carry rows of any partition.
+   */
+  ordered?: boolean;
   /** For a sink whose per-partition position travels in the Kafka commit (the Storage Write API sink). */
   partitions?: PartitionHooks;
 }
@@ -138,6 +152,8 @@ export interface RunnerOptions {
   fetchCommitted?: (topic: string) => Promise<CommittedOffset[]>;
   dlq: RunnerDlq;
   batch: { maxRows: number; maxBytes?: number; lingerMs: number };
+  /** Writes in flight at once (BQ_MAX_IN_FLIGHT); default 1. */
+  maxInFlight?: number;
   logger: RunnerLogger;
   metrics?: RunnerMetrics;
   /** Monotonic ms clock for lingering; wall clock for ingestion time. */
@@ -208,25 +224,23 @@ export function createRunner(o: RunnerOptions): Runner {
   const retry = o.retry ?? { initialMs: 200, maxMs: 30_000 };
   const bindings = new Map(o.bindings.map((b) => [b.topic, b]));
   const tracker: OffsetTracker = createOffsetTracker();
-  const policies = new Map<string, BatchPolicy<Pending>>();
-  for (const b of o.bindings)
-    policies.set(
-      b.topic,
-      createBatchPolicy<Pending>(
-        {
-          maxRows: o.batch.maxRows,
-          lingerMs: o.batch.lingerMs,
-          ...(o.batch.maxBytes ? { maxBytes: o.batch.maxBytes } : {}),
-        },
-        now,
-      ),
-    );
-  let chain: Promise<void> = Promise.resolve();
+  const lanes: Lanes<Pending> = createLanes<Pending>({
+    ordered: o.sink.ordered === true,
+    topics: [...bindings.keys()],
+    batch: {
+      maxRows: o.batch.maxRows,
+      lingerMs: o.batch.lingerMs,
+      ...(o.batch.maxBytes ? { maxBytes: o.batch.maxBytes } : {}),
+    },
+    now,
+  });
+  const scheduler = createWriteScheduler(o.maxInFlight ?? 1);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopping = false;
   /** Rebalance releases requested and not finished: writes give up early meanwhile, like at stop. */
   let releasing = 0;
-  let inBatch: Promise<void> | undefined;
+  /** eachBatch calls in progress (several at once for an ordered sink: see start()). */
+  const inBatch = new Set<Promise<void>>();
   /** Settles once the state of the previous generation is gone; eachBatch waits for it. */
   let joined: Promise<void> = Promise.resolve();
   let joinPending = false;
@@ -251,14 +265,12 @@ export function createRunner(o: RunnerOptions): Runner {
   });
   const { withRetry } = backoff;
   const group = createGroupControl(o.consumer, o.logger);
-  /**
-   * Rows a write gave up on because the member is stopping, by topic: stop()'s final flush writes them
-   * first. Without this they left the buffer un-acknowledged, a hole no commit of their partition
-   * could pass, and the restart wrote everything after the hole a second time.
-   */
-  const leftovers = new Map<string, Pending>();
-  const recordKey = (p: { topic: string; partition: number; offset: string }) =>
-    `${p.topic}\u0000${p.partition}\u0000${p.offset}`;
+  const commits = createCommitTurns();
+  /** The group refused a commit made after a write (commitSoon): the next eachBatch hands it to kafkajs. */
+  let membershipLost: Error | undefined;
+  /** Writes retrying now, and the topics paused for them (see retryPause). */
+  let retrying = 0;
+  let pausedForRetry: { topic: string }[] | undefined;
 
   function reportFatal(err: unknown): void {
     if (fatal || isMembershipError(err) || !isTxstreamError(err) || err.retriable) return;
@@ -267,39 +279,26 @@ export function createRunner(o: RunnerOptions): Runner {
     o.onFatal?.(err);
   }
 
-  /** One write or commit at a time: eachBatch and the linger timer would otherwise interleave. */
-  function serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = chain.then(fn);
-    chain = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
-
   function ackAll(items: readonly { topic: string; partition: number; offset: string }[]): void {
     for (const i of items) tracker.ack(i.topic, i.partition, i.offset);
   }
 
   /**
-   * Writes one batch; rows the warehouse refuses go to the DLQ; too-large requests are split. A
-   * retriable failure re-sends only the rows the sink did not report as settled (see RunnerSink).
-   * When it gives up, the rows that landed are acknowledged all the same and, if the member is
-   * stopping, the others are kept for stop()'s final flush (see `leftovers`).
+   * Writes one batch of a lane; rows the warehouse refuses go to the DLQ; too-large requests are split.
+   * A retriable failure re-sends only the rows the sink did not report as settled (see RunnerSink).
+   * When it gives up, the rows that landed are acknowledged all the same and the lane is deferred or
+   * halted (see lanes.ts).
    */
-  async function write(
-    binding: TopicBinding,
-    items: Pending[],
-    heartbeat?: () => Promise<void>,
-  ): Promise<void> {
+  async function write(lane: Lane<Pending>, items: Pending[], heartbeat?: () => Promise<void>): Promise<void> {
     if (items.length === 0) return;
+    const binding = bindings.get(lane.topic)!;
     const started = now();
     const results: (SinkRowResult | undefined)[] = items.map(() => undefined);
     try {
       const halves = await send(binding, items, results, heartbeat);
-      for (const h of halves) await write(binding, h, heartbeat);
+      for (const h of halves) await write(lane, h, heartbeat);
     } catch (err) {
-      abandon(binding, items, results);
+      abandon(lane, items, results);
       throw err;
     }
     const own = items.filter((_, i) => results[i] !== undefined);
@@ -316,7 +315,7 @@ export function createRunner(o: RunnerOptions): Runner {
       try {
         await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
       } catch (err) {
-        abandon(binding, items, results);
+        abandon(lane, items, results);
         throw err;
       }
     }
@@ -386,14 +385,11 @@ export function createRunner(o: RunnerOptions): Runner {
     return [];
   }
 
-  /** A write gave up: what landed is acknowledged; while stopping, the rest waits for the final flush. */
-  function abandon(
-    binding: TopicBinding,
-    items: readonly Pending[],
-    results: readonly (SinkRowResult | undefined)[],
-  ): void {
-    settleLanded(binding, items, results);
-    if (stopping) keepForStop(items);
+  /** A write gave up: what landed is acknowledged; the lane is deferred (stopping) or halted (lanes.ts). */
+  function abandon(lane: Lane<Pending>, items: readonly Pending[], results: readonly (SinkRowResult | undefined)[]): void {
+    settleLanded(bindings.get(lane.topic)!, items, results);
+    if (lanes.ordered && lane.state === 'open') lane.state = stopping ? 'deferred' : 'halted';
+    if (stopping && lane.state !== 'halted') keepForStop(lane, items);
   }
 
   /** Acknowledges the rows of an abandoned write that the warehouse took, so nothing writes them again. */
@@ -409,20 +405,16 @@ export function createRunner(o: RunnerOptions): Runner {
     if (landed.length) countLanded(binding, landed);
   }
 
-  function keepForStop(items: readonly Pending[]): void {
-    for (const p of items)
-      if (tracker.awaiting(p.topic, p.partition, p.offset)) leftovers.set(recordKey(p), p);
+  /** Rows left for stop()'s final flush; see lanes.ts. */
+  function keepForStop(lane: Lane<Pending>, items: readonly Pending[]): void {
+    for (const p of items) if (tracker.awaiting(p.topic, p.partition, p.offset)) lane.leftovers.push(p);
   }
 
-  /** The leftovers of a topic, taken out to be written again. */
-  function takeLeftovers(topic: string): Pending[] {
-    const taken: Pending[] = [];
-    for (const [key, p] of leftovers)
-      if (p.topic === topic) {
-        leftovers.delete(key);
-        taken.push(p);
-      }
-    return taken;
+  /** A lane's leftovers, taken out to be written again: per partition in offset order. */
+  function takeLeftovers(lane: Lane<Pending>): Pending[] {
+    const taken = lane.leftovers;
+    lane.leftovers = [];
+    return taken.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
   }
 
   function countLanded(binding: TopicBinding, landed: readonly Pending[]): void {
@@ -433,6 +425,63 @@ export function createRunner(o: RunnerOptions): Runner {
     );
     const wall = wallMicros() / 1000;
     for (const l of landed) o.metrics?.endToEnd(wall - Number(l.timestamp));
+  }
+
+  /**
+   * A write started outside stop() and rebalances: queued on the scheduler, committed behind once it
+   * lands. Its failure is the member's (logged; fatal when retrying cannot fix it), never thrown to
+   * whoever submitted it: the rows stay uncommitted and are read again (lanes.ts).
+   */
+  function dispatch(lane: Lane<Pending>, items: Pending[]): Submitted<void> {
+    const pause = retryPause();
+    const task = scheduler.submit(lanes.ordered ? [lane.key] : [], async () => {
+      try {
+        if (lane.state === 'halted') return o.metrics?.dropped(items.length);
+        if (lane.state === 'deferred') return keepForStop(lane, items);
+        await write(lane, items, pause.beat);
+      } finally {
+        pause.end();
+      }
+    });
+    task.done.then(
+      () => commitSoon(),
+      (err: unknown) => {
+        reportFatal(err);
+        o.logger.warn(
+          { topic: lane.topic, partition: lane.partition, rows: items.length, err: (err as Error).message },
+          'write given up: its rows are not committed and are read again',
+        );
+      },
+    );
+    return task;
+  }
+
+  /**
+   * The beat of a dispatched write, which runs outside eachBatch: at its first retry the fact topics are
+   * paused, so kafkajs' loop fetches nothing more while the warehouse fails and keeps heartbeating;
+   * they resume once no write is retrying. (Only at a retry: a paused topic resumes when the fetch in
+   * flight returns, up to maxWaitTime later, which would add that to every write.)
+   */
+  function retryPause(): { beat: () => Promise<void>; end: () => void } {
+    let counted = false;
+    return {
+      beat: async () => {
+        if (counted || stopping) return;
+        counted = true;
+        if (retrying++ === 0) {
+          const topics = [...bindings.keys()].map((topic) => ({ topic }));
+          if (group.pause(topics)) pausedForRetry = topics;
+        }
+      },
+      end: () => {
+        if (!counted) return;
+        counted = false;
+        if (--retrying === 0 && pausedForRetry) {
+          if (!stopping) group.resume(pausedForRetry);
+          pausedForRetry = undefined;
+        }
+      },
+    };
   }
 
   async function commit(): Promise<void> {
@@ -447,16 +496,35 @@ export function createRunner(o: RunnerOptions): Runner {
     if (hooks) for (const c of offsets) hooks.committed(c.topic, c.partition, c.offset);
   }
 
+  /** Commits what became contiguous, with retries; failures are logged (the next commit tries again). */
+  function commitNow(heartbeat?: () => Promise<void>): Promise<void> {
+    return commits.turn(() => withRetry('commit', commit, heartbeat));
+  }
+
+  /** After a write landed: one commit, coalesced with any already waiting for its turn. */
+  function commitSoon(): void {
+    if (stopping) return; // stop()'s final flush commits
+    commits
+      .coalesced(() => withRetry('commit', commit))
+      .catch((err: unknown) => {
+        if (isMembershipError(err)) membershipLost ??= err as Error;
+        else o.logger.warn({ err: (err as Error).message }, 'commit failed; the next one tries again');
+      });
+  }
+
   /**
    * The sink's write-ahead commit: the partition's current point (what this member committed, else
    * what the group had, else the first offset read) with new metadata, before anything is appended.
+   * In the commits' turn, so that no commit computed before it can overtake it.
    */
-  async function commitAhead(topic: string, partition: number, metadata: string): Promise<void> {
-    const w = watermarks.get(`${topic}\u0000${partition}`);
-    const offset = tracker.committed(topic, partition) ?? w?.committed ?? w?.first;
-    if (offset === undefined)
-      throw new Error(`write-ahead commit for ${topic}[${partition}], which is not held`);
-    await group.commit([{ topic, partition, offset, metadata }]);
+  function commitAhead(topic: string, partition: number, metadata: string): Promise<void> {
+    return commits.turn(async () => {
+      const w = watermarks.get(`${topic}\u0000${partition}`);
+      const offset = tracker.committed(topic, partition) ?? w?.committed ?? w?.first;
+      if (offset === undefined)
+        throw new Error(`write-ahead commit for ${topic}[${partition}], which is not held`);
+      await group.commit([{ topic, partition, offset, metadata }]);
+    });
   }
 
   /** A partition's first batch in this generation: tells the sink what the group committed for it. */
@@ -486,18 +554,38 @@ export function createRunner(o: RunnerOptions): Runner {
     });
   }
 
-  /** Flushes every table whose batch is due (or all of them), then commits what became contiguous. */
-  async function flush(all: boolean, heartbeat?: () => Promise<void>): Promise<void> {
-    for (const [topic, policy] of policies) {
-      const binding = bindings.get(topic)!;
-      const left = takeLeftovers(topic);
-      for (let i = 0; i < left.length; i += o.batch.maxRows)
-        await write(binding, left.slice(i, i + o.batch.maxRows), heartbeat);
-      const due = policy.untilNext();
-      if (due === undefined || (!all && due > 0)) continue;
-      await write(binding, policy.flush(), heartbeat);
+  /**
+   * Writes everything every lane holds (leftovers first), then commits; for a rebalance release and
+   * the final flush, as a barrier (nothing else in flight). A lane that gives up stops there; the others
+   * go on. Throws the first failure once everything was tried.
+   */
+  async function flushAll(): Promise<void> {
+    let failure: { err: unknown } | undefined;
+    for (const lane of lanes.all()) {
+      if (lane.state === 'halted') continue;
+      lane.state = 'open';
+      const items = takeLeftovers(lane);
+      while (lane.policy.size > 0) items.push(...lane.policy.flush());
+      for (let i = 0; i < items.length; i += o.batch.maxRows) {
+        const chunk = items.slice(i, i + o.batch.maxRows);
+        // An ordered lane that gave up writes nothing after: deferred, its rows wait; halted, they are
+        // read again. An unordered lane goes on with its next rows.
+        const state = stateOf(lane); // write() below may change it
+        if (state === 'deferred') keepForStop(lane, chunk);
+        if (state !== 'open') continue;
+        try {
+          await write(lane, chunk);
+        } catch (err) {
+          failure ??= { err };
+        }
+      }
     }
-    await withRetry('commit', commit, heartbeat);
+    try {
+      await commitNow();
+    } catch (err) {
+      failure ??= { err };
+    }
+    if (failure) throw failure.err;
   }
 
   /**
@@ -506,14 +594,14 @@ export function createRunner(o: RunnerOptions): Runner {
    * Failures are logged, not thrown; what was not committed is read again after the rejoin.
    */
   function release(why: string): Promise<void> {
-    // Counted from the request, not from its turn on the chain: a write queued ahead of it (a
-    // linger-timer write retrying against a failing warehouse) must give up early too, or the rejoin
-    // (and with it the whole group's rebalance) waits for that write as long as the warehouse is down.
+    // Counted from the request, not from its turn: a write queued ahead of it (one retrying against a
+    // failing warehouse) must give up early too, or the rejoin (and with it the whole group's
+    // rebalance) waits for that write as long as the warehouse is down.
     releasing++;
-    return serialized(async () => {
+    return scheduler.barrier(async () => {
       try {
         if (stopping) return;
-        await flush(true);
+        await flushAll();
         o.logger.info({ why }, 'rebalance: flushed and committed before giving up the partitions');
       } catch (err) {
         reportFatal(err);
@@ -530,11 +618,10 @@ export function createRunner(o: RunnerOptions): Runner {
   /** After a join: forget the previous generation once its writes settled (see the header). */
   function onJoin(assigned: Record<string, number[]>): void {
     joinPending = true;
-    joined = serialized(async () => {
+    joined = scheduler.barrier(async () => {
       joinPending = false;
-      let dropped = leftovers.size;
-      leftovers.clear();
-      for (const p of policies.values()) dropped += p.clear();
+      membershipLost = undefined;
+      const dropped = lanes.clear();
       let unacked = 0;
       for (const w of watermarks.values()) unacked += tracker.revoke(w.topic, w.partition);
       watermarks.clear();
@@ -550,37 +637,17 @@ export function createRunner(o: RunnerOptions): Runner {
 
   function schedule(): void {
     if (timer || stopping) return;
-    let next: number | undefined;
-    for (const p of policies.values()) {
-      const d = p.untilNext();
-      if (d !== undefined) next = next === undefined ? d : Math.min(next, d);
-    }
+    const next = lanes.untilNext();
     if (next === undefined) return;
-    timer = setTimeout(() => void lingerFlush(), next);
+    timer = setTimeout(lingerFlush, next);
   }
 
-  /**
-   * A write started by the linger timer. It must not reject: nothing awaits it, and an unhandled
-   * rejection ends the process (a SIGKILL in effect). kafkajs' pause/resume throw between a crash and
-   * its restart, hence the group control's guarded calls.
-   */
-  async function lingerFlush(): Promise<void> {
+  /** The linger timer: every lane whose batch is due is written (dispatch never rejects). */
+  function lingerFlush(): void {
     timer = undefined;
-    let paused: { topic: string }[] | undefined;
-    const pauseOnRetry = async () => {
-      if (paused || stopping) return;
-      const topics = [...bindings.keys()].map((topic) => ({ topic }));
-      if (group.pause(topics)) paused = topics;
-    };
-    try {
-      await serialized(() => flush(false, pauseOnRetry));
-    } catch (err) {
-      reportFatal(err);
-      o.logger.error({ err: (err as Error).message }, 'flush failed');
-    } finally {
-      if (paused && !stopping) group.resume(paused);
-      schedule();
-    }
+    if (stopping) return;
+    for (const lane of lanes.all()) if (lane.policy.untilNext() === 0) dispatch(lane, lane.policy.flush());
+    schedule();
   }
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
@@ -619,7 +686,14 @@ export function createRunner(o: RunnerOptions): Runner {
     const binding = bindings.get(batch.topic);
     if (!binding) return;
     if (joinPending) await waitBeating(joined, heartbeat);
-    const policy = policies.get(batch.topic)!;
+    if (membershipLost) {
+      // kafkajs rejoins once eachBatch rejected; eachBatch's catch releases first.
+      const lost = membershipLost;
+      membershipLost = undefined;
+      throw lost;
+    }
+    const lane = lanes.of(batch.topic, batch.partition);
+    const policy = lane.policy;
     const key = `${batch.topic}\u0000${batch.partition}`;
     const mark = watermarks.get(key);
     if (mark) mark.high = batch.highWatermark;
@@ -679,32 +753,25 @@ export function createRunner(o: RunnerOptions): Runner {
           else if (outcome === 'full')
             // A loop: a row carried over from a batch full by bytes can fill the next batch on its own
             // (BatchPolicy.flush), and add() throws on a full policy, which left the next record tracked
-            // but never buffered: a hole no commit of its partition could pass again.
+            // but never buffered: a hole no commit of its partition could pass again. Waits only for
+            // the write to start (BQ_MAX_IN_FLIGHT), not for it to land.
             do {
-              await waitBeating(
-                serialized(() => write(binding, policy.flush(), heartbeat)),
-                heartbeat,
-              );
+              await waitBeating(dispatch(lane, policy.flush()).started, heartbeat);
             } while (policy.full);
         }
       }
       resolveOffset(message.offset);
     }
     if (dead.length) {
-      await waitBeating(
-        serialized(async () => {
-          await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);
-          ackAll(dead.map((d) => d.source));
-          o.metrics?.deadLettered(batch.topic, dead.length);
-          logDeadLetters(o.logger, dead);
-        }),
-        heartbeat,
-      );
+      const published = scheduler.submit([], async () => {
+        await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);
+        ackAll(dead.map((d) => d.source));
+        o.metrics?.deadLettered(batch.topic, dead.length);
+        logDeadLetters(o.logger, dead);
+      });
+      await waitBeating(published.done, heartbeat);
     }
-    await waitBeating(
-      serialized(() => withRetry('commit', commit, heartbeat)),
-      heartbeat,
-    );
+    await waitBeating(commitNow(heartbeat), heartbeat);
     await heartbeat();
     schedule();
   }
@@ -721,10 +788,16 @@ export function createRunner(o: RunnerOptions): Runner {
       await o.consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: 1,
+        // An ordered sink writes one batch per partition at a time, and eachBatch waits when the next
+        // batch of its partition cannot start yet: other partitions' batches must be taken meanwhile,
+        // or the writes in flight never exceed one.
+        partitionsConsumedConcurrently: lanes.ordered ? (o.maxInFlight ?? 1) : 1,
         eachBatch: (payload) => {
-          inBatch = eachBatch(payload);
-          return inBatch;
+          const run = eachBatch(payload);
+          inBatch.add(run);
+          const forget = () => void inBatch.delete(run);
+          run.then(forget, forget);
+          return run;
         },
       });
     },
@@ -735,16 +808,16 @@ export function createRunner(o: RunnerOptions): Runner {
       // (pause, and the loop above breaks), wait for the batch in progress, write and commit
       // everything while still a member, and only then leave the group.
       const member = group.pause([...bindings.keys()].map((topic) => ({ topic })));
-      await inBatch?.catch(() => undefined);
+      await Promise.allSettled([...inBatch]);
       let failure: unknown;
       try {
         // kafkajs dropped its group (a crash): nothing written now could be committed, so the next
         // owner would write it again. Leave it buffered, to be read again; only let writes in flight end.
         if (!member) {
-          await serialized(async () => undefined);
+          await scheduler.barrier(async () => undefined);
           throw new Error('the consumer group was gone (kafkajs crashed): buffered rows were not written');
         }
-        await serialized(() => flush(true));
+        await scheduler.barrier(flushAll);
       } catch (err) {
         failure = err;
       } finally {
@@ -757,7 +830,7 @@ export function createRunner(o: RunnerOptions): Runner {
       const left = tracker.outstanding();
       if (failure !== undefined || left.length > 0) throw new UncleanStopError(left, failure);
     },
-    buffered: () => [...policies.values()].reduce((n, p) => n + p.size, 0),
+    buffered: () => lanes.buffered(),
     lag: () =>
       [...watermarks.values()].map((w) => {
         // What the group has committed, not what this member has acknowledged: a commit the group
@@ -769,5 +842,37 @@ export function createRunner(o: RunnerOptions): Runner {
           lag: Math.max(0, Number(BigInt(w.high) - BigInt(from))),
         };
       }),
+  };
+}
+
+const stateOf = (lane: { state: LaneState }): LaneState => lane.state;
+
+/**
+ * Commits one at a time, each computed in its turn: a commit computed before a write-ahead commit must
+ * not reach the coordinator after it (it would record the old stream), and commits of one partition
+ * must not overtake each other. `coalesced` joins a commit already waiting for its turn.
+ */
+function createCommitTurns() {
+  let tail: Promise<void> = Promise.resolve();
+  let waiting: Promise<void> | undefined;
+  function turn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = tail.then(fn);
+    tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+  return {
+    turn,
+    coalesced(fn: () => Promise<void>): Promise<void> {
+      if (waiting) return waiting;
+      const run = turn(() => {
+        waiting = undefined;
+        return fn();
+      });
+      waiting = run;
+      return run;
+    },
   };
 }

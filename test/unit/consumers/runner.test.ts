@@ -173,11 +173,15 @@ function fakeConsumer(log: string[]) {
       c.disconnects++;
       log.push('disconnect');
     },
-    /** What kafkajs' fetch loop does with a fetched batch. */
-    deliver(payload: EachBatchPayload): Promise<void> {
+    /**
+     * What kafkajs' fetch loop does with a fetched batch; resolves once the writes it started (which
+     * eachBatch does not wait for) had their turns too.
+     */
+    async deliver(payload: EachBatchPayload): Promise<void> {
       const handler = c.config?.eachBatch;
       assert.ok(handler, 'run() was not called with eachBatch');
-      return handler(payload);
+      await handler(payload);
+      await settle();
     },
   };
   return c;
@@ -318,6 +322,10 @@ interface SetupOptions {
   random?: number[];
   /** Backoff sleeps wait until the test calls wake() instead of ending at the next turn. */
   holdSleeps?: boolean;
+  /** BQ_MAX_IN_FLIGHT; the runner's default (1) when unset. */
+  maxInFlight?: number;
+  /** The sink takes a partition's rows in offset order only (as the Storage Write API sink does). */
+  ordered?: boolean;
   /** Gives the sink partition hooks (as the Storage Write API sink has) and the group's commits. */
   partitions?: {
     hooks: PartitionHooks;
@@ -343,6 +351,7 @@ async function setup(t: TestContext, o: SetupOptions = {}) {
   const randoms = [...(o.random ?? [])];
   const held: (() => void)[] = [];
   if (o.partitions) Object.assign(sink, { partitions: o.partitions.hooks });
+  if (o.ordered) Object.assign(sink, { ordered: true });
   const runner: Runner = createRunner({
     ...(o.partitions
       ? {
@@ -357,6 +366,7 @@ async function setup(t: TestContext, o: SetupOptions = {}) {
     decoder: decoder satisfies GuardedDecoder,
     sink,
     dlq,
+    ...(o.maxInFlight ? { maxInFlight: o.maxInFlight } : {}),
     batch: {
       maxRows: o.maxRows ?? 3,
       lingerMs: o.lingerMs ?? 1000,
@@ -625,29 +635,31 @@ describe('createRunner', () => {
     assert.deepEqual(ioLog(h), ['insert tx-0-0,tx-0-1,tx-0-2', 'dlq tx-0-1', 'commit tx/0@3']);
   });
 
-  it('heartbeats at least every second through a long backoff, so the session cannot expire while it waits', async (t) => {
+  it('pauses the topics through a long backoff, so kafkajs keeps heartbeating and fetches nothing meanwhile', async (t) => {
     const h = await setup(t, { maxRows: 2, retry: { initialMs: 3500, maxMs: 3500 }, random: [1] });
     h.sink.steps.push(() => {
       throw unavailable([undefined, undefined]);
     });
     const b = batchOf(h, TX, 0, [0, 1]);
     await h.consumer.deliver(b.payload);
+    await until('the second attempt', () => h.sink.calls.length === 2);
+    await settle();
 
     assert.deepEqual(h.sleeps, [1000, 1000, 1000, 500], 'one 3.5 s wait, in slices');
+    // The write runs outside eachBatch (which returned once it started): at its first retry the fact
+    // topics are paused, once, and resumed after it landed; then its commit.
     assert.deepEqual(
-      h.log.filter((l) => l === 'heartbeat' || l.startsWith('sleep') || l.startsWith('insert')),
+      h.log.filter((l) => !l.startsWith('warn') && l !== 'heartbeat'),
       [
         'insert tx-0-0,tx-0-1',
         'sleep 1000',
-        'heartbeat',
+        'pause tx,jobs',
         'sleep 1000',
-        'heartbeat',
         'sleep 1000',
-        'heartbeat',
         'sleep 500',
-        'heartbeat',
         'insert tx-0-0,tx-0-1',
-        'heartbeat',
+        'resume tx,jobs',
+        'commit tx/0@2',
       ],
     );
   });
@@ -674,20 +686,20 @@ describe('createRunner', () => {
     // Full jitter: random() × min(maxMs, initialMs × 2^attempt) = 0.25 × 100, then 1 × min(150, 200).
     assert.deepEqual(h.sleeps, [25, 150]);
     assert.deepEqual(h.metricsOf('retried'), [['insert'], ['insert']]);
-    // Heartbeats between attempts keep the membership; no commit before the rows were written.
+    // The topics are paused from the first retry until the write ends; no commit before the rows
+    // were written.
     assert.deepEqual(
-      h.log.filter((l) => !l.startsWith('warn')),
+      h.log.filter((l) => !l.startsWith('warn') && l !== 'heartbeat'),
       [
         'insert tx-0-0,tx-0-1,tx-0-2,tx-0-3',
         'sleep 25',
-        'heartbeat',
+        'pause tx,jobs',
         'insert tx-0-1,tx-0-2',
         'sleep 150',
-        'heartbeat',
         'insert tx-0-1',
         'dlq tx-0-3',
+        'resume tx,jobs',
         'commit tx/0@4',
-        'heartbeat',
       ],
     );
     assert.deepEqual(
@@ -695,8 +707,9 @@ describe('createRunner', () => {
       [['3', 'WAREHOUSE_REJECTED']],
     );
     assert.deepEqual(h.metricsOf('inserted'), [[TX, 3]]);
-    // Retries inside eachBatch heartbeat; only linger-timer writes pause the topics.
-    assert.deepEqual(h.consumer.pauses, []);
+    // One pause for the whole retrying write, and its resume.
+    assert.deepEqual(h.consumer.pauses, [[{ topic: TX }, { topic: JOBS }]]);
+    assert.deepEqual(h.consumer.resumes, h.consumer.pauses);
   });
 
   it('splits a request the warehouse refuses as too large into halves', async (t) => {
@@ -784,10 +797,11 @@ describe('createRunner', () => {
       [['tx-0-0'], ['tx-0-1']],
     );
     assert.deepEqual(b.resolved, ['0', '1', '2', '3']);
-    assert.deepEqual(commitsOf(h), ['tx/0@2']);
+    // A commit behind each write that landed.
+    assert.deepEqual(commitsOf(h), ['tx/0@1', 'tx/0@2']);
     await h.runner.stop();
     assert.deepEqual(h.sink.calls[2]?.ids, ['tx-0-2', 'tx-0-3']);
-    assert.deepEqual(commitsOf(h), ['tx/0@2', 'tx/0@4']);
+    assert.deepEqual(commitsOf(h), ['tx/0@1', 'tx/0@2', 'tx/0@4']);
     assert.deepEqual(h.dlq.published, []);
   });
 
@@ -797,11 +811,12 @@ describe('createRunner', () => {
     h.sink.otherwise = () => {
       throw denied;
     };
-    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2]).payload), denied);
+    // eachBatch does not wait for the write to land: the failure reaches onFatal, which stops the member.
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2]).payload);
     assert.deepEqual(h.fatal, [denied]);
     assert.deepEqual(h.sleeps, [], 'retrying cannot fix it');
     // Later rows of the partition cannot be committed past the rows that never landed either.
-    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [3, 4, 5]).payload), denied);
+    await h.consumer.deliver(batchOf(h, TX, 0, [3, 4, 5]).payload);
     assert.deepEqual(h.fatal, [denied], 'onFatal is called once');
     assert.equal(h.consumer.commitAttempts, 0);
     assert.deepEqual(h.dlq.published, []);
@@ -848,26 +863,23 @@ describe('createRunner', () => {
     assert.deepEqual(h.fatal, [], 'a rebalance is not fatal');
   });
 
-  it('at a rebalance learned during a retry, commits what landed and not the interrupted rows', async (t) => {
-    const h = await setup(t, { maxRows: 3 });
+  it('at a rebalance during a retry, the write gives up early; what landed is committed, not the interrupted rows', async (t) => {
+    const h = await setup(t, { maxRows: 3, holdSleeps: true });
     await h.consumer.deliver(batchOf(h, JOBS, 0, [0]).payload);
-    const rebalancing = kafkaError('REBALANCE_IN_PROGRESS', false);
-    h.sink.steps.push(() => {
-      throw unavailable();
-    });
-    const b = batchOf(h, TX, 0, [0, 1, 2], {
-      heartbeat: async () => {
-        throw rebalancing;
-      },
-    });
-    await assert.rejects(h.consumer.deliver(b.payload), rebalancing);
-    // tx 0..2 failed once and were not written again: they are not committed (read again after the rejoin).
-    assert.deepEqual(ioLog(h), [
-      'insert tx-0-0,tx-0-1,tx-0-2',
-      'sleep 50',
-      'insert jobs-0-0',
-      'commit jobs/0@1',
-    ]);
+    h.sink.otherwise = (rows) => {
+      if (idsOf(rows).some((id) => id.startsWith('tx-'))) throw unavailable();
+      return ok(rows);
+    };
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2]).payload);
+    assert.equal(h.sleeps.length, 1, 'the tx write is backing off');
+    h.consumer.emit(h.consumer.events.REBALANCING, { groupId: 'g', memberId: 'm' });
+    for (let i = 0; i < 10 && h.consumer.commits.length === 0; i++) await h.wake();
+    await until('the release commit', () => h.consumer.commits.length === 1);
+    // tx 0..2 were never written: not committed (read again after the rejoin); the buffered jobs row was.
+    assert.deepEqual(commitsOf(h), ['jobs/0@1']);
+    assert.equal(h.sink.calls.filter((c) => c.table === 'fact_tx').length, 4, 'the first try and three retries');
+    assert.ok(h.log.includes('warn write given up: its rows are not committed and are read again'));
+    assert.deepEqual(h.fatal, []);
   });
 
   it('makes a retrying linger-timer write give up early once a rebalance needs the chain', async (t) => {
@@ -924,8 +936,11 @@ describe('createRunner', () => {
     const h = await setup(t, { maxRows: 2 });
     const illegal = kafkaError('ILLEGAL_GENERATION', false);
     h.consumer.commitAlwaysFails = illegal;
-    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload), illegal);
-    // Once from the batch and once from the release that follows it; never in a backoff loop.
+    // The commit after the write is refused; the next eachBatch hands the refusal to kafkajs.
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    assert.equal(h.consumer.commitAttempts, 1);
+    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [2]).payload), illegal);
+    // Once after the write and once from the release that follows; never in a backoff loop.
     assert.equal(h.consumer.commitAttempts, 2);
     assert.deepEqual(h.sleeps, []);
     assert.deepEqual(h.metricsOf('retried'), []);
@@ -935,8 +950,9 @@ describe('createRunner', () => {
   it('lag() counts from what the group committed, not from what landed', async (t) => {
     const h = await setup(t, { maxRows: 2 });
     h.consumer.commitAlwaysFails = kafkaError('ILLEGAL_GENERATION', false);
-    await assert.rejects(h.consumer.deliver(batchOf(h, TX, 0, [0, 1], { high: '2' }).payload));
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1], { high: '2' }).payload);
     assert.equal(h.sink.calls.length, 1, 'the rows landed');
+    assert.equal(h.consumer.commitAttempts, 1, 'and their commit was refused');
     assert.deepEqual(
       h.runner.lag().map((l) => l.lag),
       [2],
@@ -1017,25 +1033,28 @@ describe('createRunner', () => {
     assert.ok(!h.log.some((l) => l.startsWith('error')), h.log.join('\n'));
   });
 
-  it('heartbeats every second while eachBatch waits for a write', async (t) => {
+  it('heartbeats every second while eachBatch waits for a write slot', async (t) => {
     const h = await setup(t, { maxRows: 2 });
     const gate = deferred();
     h.sink.steps.push(async (rows) => {
       await gate.promise;
       return ok(rows);
     });
-    const b = batchOf(h, TX, 0, [0, 1]);
+    // The first batch's write takes the only slot (maxInFlight 1); eachBatch returns once it started.
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    assert.equal(h.sink.calls.length, 1);
+    const b = batchOf(h, TX, 0, [2, 3]);
     const done = h.consumer.deliver(b.payload);
-    await until('the insert', () => h.sink.calls.length === 1);
     await settle();
     assert.equal(b.heartbeats(), 0);
     await h.advance(1000);
     assert.equal(b.heartbeats(), 1);
     await h.advance(1000);
     assert.equal(b.heartbeats(), 2);
+    assert.equal(h.sink.calls.length, 1, 'the second write waits for the slot');
     gate.resolve();
     await done;
-    assert.deepEqual(commitsOf(h), ['tx/0@2']);
+    assert.deepEqual(commitsOf(h), ['tx/0@2', 'tx/0@4']);
   });
 
   it('stop() pauses, waits for the batch in progress, flushes and commits, then leaves the group', async (t) => {
@@ -1149,8 +1168,8 @@ describe('createRunner', () => {
       'sleep 50',
       'pause tx,jobs',
       'insert tx-0-0',
-      'commit tx/0@1',
       'resume tx,jobs',
+      'commit tx/0@1',
     ]);
     assert.deepEqual(h.consumer.pauses, h.consumer.resumes);
   });
@@ -1184,12 +1203,13 @@ describe('createRunner: stopping cleanly, or saying it did not', () => {
     for (let i = 0; i < 10; i++) await h.wake();
     await late;
     await stopping;
-    // Today's failure: the timer write's rows left the buffer un-acknowledged, stop() wrote offset 2
-    // and could commit nothing past the hole, yet resolved as a clean stop.
+    // The old failure: the timer write's rows left the buffer un-acknowledged, stop() wrote offset 2
+    // and could commit nothing past the hole, yet resolved as a clean stop. Now the final flush writes
+    // them first, with what is still buffered.
     assert.deepEqual(commitsOf(h), ['tx/0@3']);
     assert.deepEqual(
       h.sink.calls.map((c) => c.ids.join(',')),
-      ['tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-2'],
+      ['tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1,tx-0-2'],
     );
     assert.equal(h.consumer.disconnects, 1);
   });
@@ -1349,5 +1369,116 @@ describe('isMembershipError', () => {
     assert.equal(isMembershipError(kafkaError('REQUEST_TIMED_OUT', true)), false);
     assert.equal(isMembershipError(unavailable()), false);
     assert.equal(isMembershipError(null), false);
+  });
+});
+
+describe('createRunner: writes in flight (BQ_MAX_IN_FLIGHT)', () => {
+  /** A sink step that waits for its gate, then lands every row. */
+  const gated = () => {
+    const g = deferred();
+    return { gate: g, step: async (rows: readonly Row[]) => (await g.promise, ok(rows)) };
+  };
+
+  it('overlaps up to maxInFlight writes and commits a partition only up to its first unfinished one', async (t) => {
+    const h = await setup(t, { maxRows: 2, maxInFlight: 3 });
+    const writes = [gated(), gated(), gated(), gated()];
+    h.sink.steps.push(...writes.map((w) => w.step));
+    const b = batchOf(h, TX, 0, [0, 1, 2, 3, 4, 5, 6, 7]);
+    const done = h.consumer.deliver(b.payload);
+    await until('three writes in flight', () => h.sink.calls.length === 3);
+    await settle();
+    assert.equal(h.sink.calls.length, 3, 'the fourth waits for a slot');
+    assert.deepEqual(b.resolved, ['0', '1', '2', '3', '4', '5', '6'], 'eachBatch waits at the fourth batch');
+    // The second and third land before the first: nothing is committable past offset 0 yet.
+    writes[1]!.gate.resolve();
+    writes[2]!.gate.resolve();
+    await done; // the fourth write started in the freed slot
+    assert.equal(h.sink.calls.length, 4);
+    assert.deepEqual(commitsOf(h), []);
+    writes[0]!.gate.resolve();
+    await until('the commit', () => h.consumer.commits.length === 1);
+    assert.deepEqual(commitsOf(h), ['tx/0@6']);
+    writes[3]!.gate.resolve();
+    await until('the last commit', () => h.consumer.commits.length === 2);
+    assert.deepEqual(commitsOf(h), ['tx/0@6', 'tx/0@8']);
+    assert.ok(h.metricsOf('inFlight').length >= 8);
+  });
+
+  it('an ordered sink gets one write per partition at a time, partitions overlapping', async (t) => {
+    const h = await setup(t, { maxRows: 2, maxInFlight: 4, ordered: true });
+    assert.equal(h.consumer.config?.partitionsConsumedConcurrently, 4);
+    const writes = [gated(), gated(), gated()];
+    h.sink.steps.push(...writes.map((w) => w.step));
+    // tx/0's second batch waits behind its first although slots are free, and so does its eachBatch;
+    // kafkajs hands tx/1 to another eachBatch meanwhile, whose write goes at once.
+    const p0 = h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2, 3]).payload);
+    await until('tx/0 first write', () => h.sink.calls.length === 1);
+    const p1 = h.consumer.deliver(batchOf(h, TX, 1, [0, 1]).payload);
+    await until('tx/1 write', () => h.sink.calls.length === 2);
+    await settle();
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids.join(',')),
+      ['tx-0-0,tx-0-1', 'tx-1-0,tx-1-1'],
+    );
+    writes[0]!.gate.resolve();
+    await until('tx/0 second batch', () => h.sink.calls.length === 3);
+    assert.deepEqual(h.sink.calls[2]!.ids, ['tx-0-2', 'tx-0-3']);
+    writes[1]!.gate.resolve();
+    writes[2]!.gate.resolve();
+    await Promise.all([p0, p1]);
+    await until('both partitions committed', () => {
+      const all = commitsOf(h).join(',');
+      return all.includes('tx/0@4') && all.includes('tx/1@2');
+    });
+    // An ordered lane holds one partition: rows of two partitions never share a write.
+    for (const c of h.sink.calls) assert.equal(new Set(c.ids.map((id) => id.split('-')[1])).size, 1);
+  });
+
+  it('an ordered lane whose write gave up at a rebalance sends nothing more in that generation', async (t) => {
+    const h = await setup(t, { maxRows: 2, maxInFlight: 4, ordered: true, holdSleeps: true });
+    h.sink.otherwise = (rows) => {
+      if (idsOf(rows).includes('tx-0-0')) throw unavailable();
+      return ok(rows);
+    };
+    const delivered = h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2, 3]).payload);
+    await until('the first write backing off', () => h.sleeps.length === 1);
+    h.consumer.emit(h.consumer.events.REBALANCING, { groupId: 'g', memberId: 'm' });
+    for (let i = 0; i < 10 && !h.log.some((l) => l.startsWith('warn write given up')); i++) await h.wake();
+    await delivered;
+    await settle();
+    // Rows 2 and 3 written now would sit in the partition's stream ahead of 0 and 1, and a replay would
+    // take them for 0 and 1 already written.
+    assert.ok(h.sink.calls.every((c) => !c.ids.includes('tx-0-2')), 'nothing after the rows given up on');
+    assert.deepEqual(h.metricsOf('dropped'), [[2]]);
+    assert.deepEqual(commitsOf(h), []);
+    // The new generation writes the partition again from the committed offset.
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0] } });
+    h.sink.otherwise = ok;
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2, 3]).payload);
+    await until('the commit', () => commitsOf(h).join(',').includes('tx/0@4'));
+  });
+
+  it('an ordered lane that gives up while stopping writes its rows at the final flush, in offset order', async (t) => {
+    const h = await setup(t, { maxRows: 2, maxInFlight: 4, ordered: true, holdSleeps: true });
+    let failures = 4; // the first try and the three retries a stop allows
+    h.sink.otherwise = (rows) => {
+      if (idsOf(rows)[0] === 'tx-0-0' && failures-- > 0) throw unavailable();
+      return ok(rows);
+    };
+    const b = batchOf(h, TX, 0, [0, 1, 2, 3, 4]);
+    const delivered = h.consumer.deliver(b.payload);
+    await until('the first write backing off', () => h.sleeps.length === 1);
+    const stopping = h.runner.stop();
+    for (let i = 0; i < 10; i++) await h.wake();
+    await delivered;
+    await stopping;
+    // 0,1 gave up; 2,3 (queued behind them) were kept, not sent ahead of them; the final flush sent
+    // both in order. 4 came after the stop began: not taken, read again after a restart.
+    assert.deepEqual(b.resolved, ['0', '1', '2', '3']);
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids.join(',')),
+      ['tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-0,tx-0-1', 'tx-0-2,tx-0-3'],
+    );
+    assert.deepEqual(commitsOf(h), ['tx/0@4']);
   });
 });
