@@ -212,6 +212,8 @@ export async function buildConsumerApp(o: {
     ...(fetchCommitted ? { fetchCommitted } : {}),
     dlq,
     batch,
+    // Load jobs one at a time: each is a table modification with a daily quota, and big already.
+    maxInFlight: config.streaming.enabled ? config.streaming.maxInFlight : 1,
     logger: logger.child({ component: 'runner' }),
     metrics: metrics.runner,
     ...(o.onFatal ? { onFatal: o.onFatal } : {}),

@@ -101,10 +101,14 @@ const schema = z.object({
   // price). Ignored in load-job mode.
   BQ_WRITE_API: z.enum(['insert-all', 'storage']).default('insert-all'),
   // Open Storage Write connections per member (one per stream in use; idle ones are closed past it).
-  // bqemulator serves only min(32, cores + 4) open AppendRows calls for all its clients and a call
-  // beyond that hangs, so with an emulator endpoint the default is 1; with BigQuery, unlimited (its
-  // quota is 1,000 concurrent connections per region, 10,000 per multi-region).
+  // Unlimited by default: a member holds one per table and partition it writes, and BigQuery's quota
+  // is 1,000 concurrent connections per region, 10,000 per multi-region, for the whole project.
   BQ_STORAGE_MAX_CONNECTIONS: int(1, 10_000).optional(),
+  // Streaming writes (insertAll requests or Storage Write appends) in flight at once per member,
+  // across tables and partitions; the Storage Write API sink still writes one batch per partition at
+  // a time. Offsets are committed per partition only up to the first write not yet acknowledged.
+  // Load-job mode always runs one job at a time.
+  BQ_MAX_IN_FLIGHT: int(1, 256).default(4),
   // The Storage Write API's gRPC endpoint as host:port, plaintext: for an emulator only (the local
   // stack's by default when BQ_API_ENDPOINT comes from it). Unset with real BigQuery.
   BQ_STORAGE_API_ENDPOINT: z
@@ -255,6 +259,8 @@ export interface Config {
     writeApi: 'insert-all' | 'storage';
     /** Open Storage Write connections per member; undefined = unlimited. */
     storageMaxConnections?: number;
+    /** Writes in flight per member (BQ_MAX_IN_FLIGHT). */
+    maxInFlight: number;
     batchSize: number;
     intervalMs: number;
     insertTimeoutMs: number;
@@ -398,7 +404,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const apiEndpoint = v.BQ_API_ENDPOINT ?? (v.GCP_PROJECT_ID ? undefined : local?.bqApiEndpoint);
   const storageEndpoint =
     v.BQ_STORAGE_API_ENDPOINT ?? (v.GCP_PROJECT_ID ? undefined : local?.bqStorageEndpoint);
-  const storageMaxConnections = v.BQ_STORAGE_MAX_CONNECTIONS ?? (storageEndpoint ? 1 : undefined);
+  const storageMaxConnections = v.BQ_STORAGE_MAX_CONNECTIONS;
   if (v.BQ_WRITE_API === 'storage' && v.ENABLE_BQ_STREAMING && apiEndpoint && !storageEndpoint)
     problems.push(
       'BQ_STORAGE_API_ENDPOINT: required with BQ_WRITE_API=storage when BQ_API_ENDPOINT points at an emulator (host:port of its gRPC port)',
@@ -473,6 +479,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       enabled: v.ENABLE_BQ_STREAMING,
       writeApi: v.BQ_WRITE_API,
       ...(storageMaxConnections ? { storageMaxConnections } : {}),
+      maxInFlight: v.BQ_MAX_IN_FLIGHT,
       batchSize: v.BQ_STREAMING_BATCH_SIZE,
       intervalMs: v.BQ_STREAMING_INTERVAL_MS,
       insertTimeoutMs: v.BQ_INSERT_TIMEOUT_MS,

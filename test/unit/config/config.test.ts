@@ -26,6 +26,7 @@ test('seed names map onto the config with their defaults', () => {
   assert.deepEqual(c.streaming, {
     enabled: false,
     writeApi: 'insert-all',
+    maxInFlight: 4,
     batchSize: 100,
     intervalMs: 1000,
     insertTimeoutMs: 60_000,
@@ -35,6 +36,12 @@ test('seed names map onto the config with their defaults', () => {
   assert.equal(c.bigquery.dataset, 'rpa_warehouse');
   assert.equal(c.bigquery.apiEndpoint, undefined, 'a real project id does not pick up the emulator');
   assert.ok(Object.isFrozen(c.kafka));
+});
+
+test('BQ_MAX_IN_FLIGHT bounds the writes in flight per member', () => {
+  assert.equal(loadConfig({ ...base, BQ_MAX_IN_FLIGHT: '16' }).streaming.maxInFlight, 16);
+  for (const bad of ['0', '257', '2.5', 'many'])
+    assert.throws(() => loadConfig({ ...base, BQ_MAX_IN_FLIGHT: bad }), /BQ_MAX_IN_FLIGHT/);
 });
 
 test('BQ_WRITE_API picks the streaming sink; an emulator needs its Storage Write gRPC endpoint too', () => {
