@@ -2,18 +2,20 @@ import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { GuardedDecoder } from '../codec/guarded-decoder.ts';
 import { peekSchemaId } from '../codec/guarded-decoder.ts';
 import { isTxstreamError } from '../errors.ts';
-import { halve } from '../pipeline/batch-policy.ts';
+import { createCommitTurns } from '../pipeline/commit-turns.ts';
 import type { OffsetTracker, Outstanding } from '../pipeline/offsets.ts';
 import { createOffsetTracker } from '../pipeline/offsets.ts';
 import type { InsertRow, KafkaLineage, RowResult } from '../pipeline/rows.ts';
 import type { Submitted } from '../pipeline/write-scheduler.ts';
 import { createWriteScheduler } from '../pipeline/write-scheduler.ts';
 import { createBackoff } from './backoff.ts';
-import type { DeadLetterSource } from './dead-letters.ts';
 import { deadLetterOf, logDeadLetters } from './dead-letters.ts';
 import { createGroupControl, isMembershipError } from './group-control.ts';
+import { createRetryPause } from './retry-pause.ts';
 import type { Lane, Lanes, LaneState } from './lanes.ts';
 import { createLanes } from './lanes.ts';
+import type { Pending } from './lane-writer.ts';
+import { createLaneWriter } from './lane-writer.ts';
 
 export { isMembershipError } from './group-control.ts';
 
@@ -25,13 +27,13 @@ export { isMembershipError } from './group-control.ts';
 // an ordered sink), a full or lingering lane's batch goes to the write scheduler
 // (pipeline/write-scheduler.ts: at most maxInFlight writes, one per partition at a time for an ordered
 // sink), and eachBatch waits only for the write to start. A write that lands acknowledges its rows and
-// asks for a commit; commits take turns (createCommitTurns), so an older one never overtakes a newer
+// asks for a commit; commits take turns (pipeline/commit-turns.ts), so an older one never overtakes a newer
 // one. Rebalance releases, joins and stop() run as scheduler barriers: after every write in flight.
 //
 // kafkajs heartbeats from its own fetch loop, not from a background thread. So eachBatch heartbeats
 // while it waits (for a write slot, dead letters, a commit), and a write that retries pauses the fact
 // topics at its first retry, so the loop fetches nothing while the warehouse fails and keeps
-// heartbeating (retryPause).
+// heartbeating (consumers/retry-pause.ts).
 //
 // Rebalances. kafkajs uses the eager protocol: at every rebalance the member gives up all its
 // partitions and gets an assignment anew. The runner therefore:
@@ -172,13 +174,6 @@ export interface RunnerOptions {
   onFatal?: (err: Error) => void;
 }
 
-/** A record mapped to a row, buffered or being written. */
-interface Pending extends DeadLetterSource {
-  row: InsertRow<Record<string, unknown>>;
-  /** The row's size in the insert request's JSON (what BigQuery bills streaming by). */
-  bytes: number;
-}
-
 /**
  * stop() could not write and commit everything this member had taken: the records of `outstanding`
  * are read again after a restart (written twice if they had landed). `cause` is the failure of the
@@ -268,9 +263,21 @@ export function createRunner(o: RunnerOptions): Runner {
   const commits = createCommitTurns();
   /** The group refused a commit made after a write (commitSoon): the next eachBatch hands it to kafkajs. */
   let membershipLost: Error | undefined;
-  /** Writes retrying now, and the topics paused for them (see retryPause). */
-  let retrying = 0;
-  let pausedForRetry: { topic: string }[] | undefined;
+  const writer = createLaneWriter({
+    bindings,
+    sink: o.sink,
+    dlq: o.dlq,
+    tracker,
+    backoff,
+    ordered: lanes.ordered,
+    stopping: () => stopping,
+    now,
+    wallMicros,
+    logger: o.logger,
+    ...(o.metrics ? { metrics: o.metrics } : {}),
+  });
+  const { write, keepForStop, takeLeftovers } = writer;
+  const retryPause = createRetryPause(group, [...bindings.keys()], () => stopping);
 
   function reportFatal(err: unknown): void {
     if (fatal || isMembershipError(err) || !isTxstreamError(err) || err.retriable) return;
@@ -284,156 +291,12 @@ export function createRunner(o: RunnerOptions): Runner {
   }
 
   /**
-   * Writes one batch of a lane; rows the warehouse refuses go to the DLQ; too-large requests are split.
-   * A retriable failure re-sends only the rows the sink did not report as settled (see RunnerSink).
-   * When it gives up, the rows that landed are acknowledged all the same and the lane is deferred or
-   * halted (see lanes.ts).
-   */
-  async function write(lane: Lane<Pending>, items: Pending[], heartbeat?: () => Promise<void>): Promise<void> {
-    if (items.length === 0) return;
-    const binding = bindings.get(lane.topic)!;
-    const started = now();
-    const results: (SinkRowResult | undefined)[] = items.map(() => undefined);
-    try {
-      const halves = await send(binding, items, results, heartbeat);
-      for (const h of halves) await write(lane, h, heartbeat);
-    } catch (err) {
-      abandon(lane, items, results);
-      throw err;
-    }
-    const own = items.filter((_, i) => results[i] !== undefined);
-    if (own.length === 0) return;
-    const rejected: DeadLetter[] = [];
-    const landed: Pending[] = [];
-    items.forEach((item, i) => {
-      const r = results[i];
-      if (!r) return; // written by a recursive call for a half
-      if (r.ok) landed.push(item);
-      else rejected.push(deadLetterOf(item, 'warehouse', 'WAREHOUSE_REJECTED', r.reason ?? 'rejected'));
-    });
-    if (rejected.length) {
-      try {
-        await withRetry('dead-letter', () => o.dlq.publish(rejected), heartbeat);
-      } catch (err) {
-        abandon(lane, items, results);
-        throw err;
-      }
-    }
-    ackAll(own);
-    o.metrics?.insertLatency(
-      now() - started,
-      own.length,
-      own.reduce((sum, p) => sum + p.bytes, 0),
-    );
-    countLanded(binding, landed);
-    if (rejected.length) {
-      o.metrics?.deadLettered(binding.topic, rejected.length);
-      logDeadLetters(o.logger, rejected);
-    }
-  }
-
-  /**
-   * The insert requests of one batch with their retries; fills `results` (index-aligned with items)
-   * and returns the halves of a request the warehouse refused as too large, still to be written.
-   */
-  async function send(
-    binding: TopicBinding,
-    items: Pending[],
-    results: (SinkRowResult | undefined)[],
-    heartbeat?: () => Promise<void>,
-  ): Promise<Pending[][]> {
-    let pending = items.map((_, i) => i);
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      o.metrics?.inFlight(1);
-      try {
-        const r = await o.sink.insert(
-          binding.table,
-          pending.map((i) => items[i]!.row),
-        );
-        r.forEach((x, k) => (results[pending[k]!] = x));
-        pending = [];
-      } catch (err) {
-        const settled = (err as { settled?: readonly (SinkRowResult | undefined)[] }).settled;
-        settled?.forEach((x, k) => {
-          if (x) results[pending[k]!] = x;
-        });
-        pending = pending.filter((i) => results[i] === undefined);
-        if (isTxstreamError(err, 'REQUEST_TOO_LARGE')) {
-          const split = halve(pending.map((i) => items[i]!));
-          if (split) return split;
-          for (const i of pending) results[i] = { ok: false, reason: (err as Error).message };
-          return [];
-        }
-        if (backoff.givesUp(err, attempt)) throw err;
-        const wait = backoff.delay(attempt);
-        o.logger.warn(
-          {
-            what: `insert ${binding.table}`,
-            attempt,
-            waitMs: wait,
-            rows: pending.length,
-            err: (err as Error).message,
-          },
-          'transient failure, retrying',
-        );
-        o.metrics?.retried('insert');
-        await backoff.wait(wait, heartbeat);
-      } finally {
-        o.metrics?.inFlight(-1);
-      }
-    }
-    return [];
-  }
-
-  /** A write gave up: what landed is acknowledged; the lane is deferred (stopping) or halted (lanes.ts). */
-  function abandon(lane: Lane<Pending>, items: readonly Pending[], results: readonly (SinkRowResult | undefined)[]): void {
-    settleLanded(bindings.get(lane.topic)!, items, results);
-    if (lanes.ordered && lane.state === 'open') lane.state = stopping ? 'deferred' : 'halted';
-    if (stopping && lane.state !== 'halted') keepForStop(lane, items);
-  }
-
-  /** Acknowledges the rows of an abandoned write that the warehouse took, so nothing writes them again. */
-  function settleLanded(
-    binding: TopicBinding,
-    items: readonly Pending[],
-    results: readonly (SinkRowResult | undefined)[],
-  ): void {
-    const landed = items.filter(
-      (p, i) => results[i]?.ok === true && tracker.awaiting(p.topic, p.partition, p.offset),
-    );
-    ackAll(landed);
-    if (landed.length) countLanded(binding, landed);
-  }
-
-  /** Rows left for stop()'s final flush; see lanes.ts. */
-  function keepForStop(lane: Lane<Pending>, items: readonly Pending[]): void {
-    for (const p of items) if (tracker.awaiting(p.topic, p.partition, p.offset)) lane.leftovers.push(p);
-  }
-
-  /** A lane's leftovers, taken out to be written again: per partition in offset order. */
-  function takeLeftovers(lane: Lane<Pending>): Pending[] {
-    const taken = lane.leftovers;
-    lane.leftovers = [];
-    return taken.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
-  }
-
-  function countLanded(binding: TopicBinding, landed: readonly Pending[]): void {
-    o.metrics?.inserted(
-      binding.topic,
-      landed.length,
-      landed.reduce((sum, p) => sum + p.bytes, 0),
-    );
-    const wall = wallMicros() / 1000;
-    for (const l of landed) o.metrics?.endToEnd(wall - Number(l.timestamp));
-  }
-
-  /**
    * A write started outside stop() and rebalances: queued on the scheduler, committed behind once it
    * lands. Its failure is the member's (logged; fatal when retrying cannot fix it), never thrown to
    * whoever submitted it: the rows stay uncommitted and are read again (lanes.ts).
    */
   function dispatch(lane: Lane<Pending>, items: Pending[]): Submitted<void> {
-    const pause = retryPause();
+    const pause = retryPause.forWrite();
     const task = scheduler.submit(lanes.ordered ? [lane.key] : [], async () => {
       try {
         if (lane.state === 'halted') return o.metrics?.dropped(items.length);
@@ -454,34 +317,6 @@ export function createRunner(o: RunnerOptions): Runner {
       },
     );
     return task;
-  }
-
-  /**
-   * The beat of a dispatched write, which runs outside eachBatch: at its first retry the fact topics are
-   * paused, so kafkajs' loop fetches nothing more while the warehouse fails and keeps heartbeating;
-   * they resume once no write is retrying. (Only at a retry: a paused topic resumes when the fetch in
-   * flight returns, up to maxWaitTime later, which would add that to every write.)
-   */
-  function retryPause(): { beat: () => Promise<void>; end: () => void } {
-    let counted = false;
-    return {
-      beat: async () => {
-        if (counted || stopping) return;
-        counted = true;
-        if (retrying++ === 0) {
-          const topics = [...bindings.keys()].map((topic) => ({ topic }));
-          if (group.pause(topics)) pausedForRetry = topics;
-        }
-      },
-      end: () => {
-        if (!counted) return;
-        counted = false;
-        if (--retrying === 0 && pausedForRetry) {
-          if (!stopping) group.resume(pausedForRetry);
-          pausedForRetry = undefined;
-        }
-      },
-    };
   }
 
   async function commit(): Promise<void> {
@@ -846,33 +681,3 @@ export function createRunner(o: RunnerOptions): Runner {
 }
 
 const stateOf = (lane: { state: LaneState }): LaneState => lane.state;
-
-/**
- * Commits one at a time, each computed in its turn: a commit computed before a write-ahead commit must
- * not reach the coordinator after it (it would record the old stream), and commits of one partition
- * must not overtake each other. `coalesced` joins a commit already waiting for its turn.
- */
-function createCommitTurns() {
-  let tail: Promise<void> = Promise.resolve();
-  let waiting: Promise<void> | undefined;
-  function turn<T>(fn: () => Promise<T>): Promise<T> {
-    const run = tail.then(fn);
-    tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
-  return {
-    turn,
-    coalesced(fn: () => Promise<void>): Promise<void> {
-      if (waiting) return waiting;
-      const run = turn(() => {
-        waiting = undefined;
-        return fn();
-      });
-      waiting = run;
-      return run;
-    },
-  };
-}

@@ -877,7 +877,11 @@ describe('createRunner', () => {
     await until('the release commit', () => h.consumer.commits.length === 1);
     // tx 0..2 were never written: not committed (read again after the rejoin); the buffered jobs row was.
     assert.deepEqual(commitsOf(h), ['jobs/0@1']);
-    assert.equal(h.sink.calls.filter((c) => c.table === 'fact_tx').length, 4, 'the first try and three retries');
+    assert.equal(
+      h.sink.calls.filter((c) => c.table === 'fact_tx').length,
+      4,
+      'the first try and three retries',
+    );
     assert.ok(h.log.includes('warn write given up: its rows are not committed and are read again'));
     assert.deepEqual(h.fatal, []);
   });
@@ -1448,7 +1452,10 @@ describe('createRunner: writes in flight (BQ_MAX_IN_FLIGHT)', () => {
     await settle();
     // Rows 2 and 3 written now would sit in the partition's stream ahead of 0 and 1, and a replay would
     // take them for 0 and 1 already written.
-    assert.ok(h.sink.calls.every((c) => !c.ids.includes('tx-0-2')), 'nothing after the rows given up on');
+    assert.ok(
+      h.sink.calls.every((c) => !c.ids.includes('tx-0-2')),
+      'nothing after the rows given up on',
+    );
     assert.deepEqual(h.metricsOf('dropped'), [[2]]);
     assert.deepEqual(commitsOf(h), []);
     // The new generation writes the partition again from the committed offset.

@@ -156,7 +156,11 @@ describe('write scheduler', () => {
       }
       await Promise.all(all);
       for (const [key, list] of startedPerKey)
-        assert.deepEqual(list, [...list].sort((a, b) => a - b), `${key} out of order`);
+        assert.deepEqual(
+          list,
+          [...list].sort((a, b) => a - b),
+          `${key} out of order`,
+        );
     }
   });
 });
