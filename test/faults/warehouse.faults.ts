@@ -3,7 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, test } from 'node:test';
 import { testEndpoints } from '../support/endpoints.ts';
 import { startFaultProxy } from '../support/fault-proxy.ts';
-import type { FaultProxy } from '../support/fault-proxy.ts';
+import type { FaultProxy, FaultRates } from '../support/fault-proxy.ts';
+import { startGrpcFaultProxy } from '../support/grpc-fault-proxy.ts';
+import type { GrpcFaultProxy } from '../support/grpc-fault-proxy.ts';
 import { FAULT_SEED, landedAtLeast, newStream, report, stopCleanly } from './harness.ts';
 import type { Stream } from './harness.ts';
 
@@ -14,9 +16,12 @@ import type { Stream } from './harness.ts';
 //  2. the network cut for CUT_MS: every connection reset, new ones refused;
 //  3. a slow link: every insertAll held SLOW_MS before it is forwarded.
 // Then the proxy is healthy again and the stream must be complete.
+// With BQ_WRITE_API=storage the appends go through a gRPC fault proxy as well (its drop and hang
+// forward the append and lose its answer), and the table must hold every row exactly once.
 
 const streams: Stream[] = [];
-const proxies: FaultProxy[] = [];
+const proxies: (FaultProxy | GrpcFaultProxy)[] = [];
+const STORAGE = process.env.BQ_WRITE_API === 'storage';
 after(async () => {
   for (const s of streams) await s.close();
   for (const p of proxies) await p.close();
@@ -31,10 +36,27 @@ test(
   { timeout: 900_000 },
   async (t) => {
     const e = testEndpoints();
-    const proxy = await startFaultProxy({ target: e.bqApiEndpoint, seed: FAULT_SEED });
-    proxies.push(proxy);
+    const rest = await startFaultProxy({ target: e.bqApiEndpoint, seed: FAULT_SEED });
+    const grpcProxy = STORAGE
+      ? await startGrpcFaultProxy({ target: e.bqStorageEndpoint, seed: FAULT_SEED })
+      : undefined;
+    proxies.push(rest, ...(grpcProxy ? [grpcProxy] : []));
+    // Both proxies take the same commands; the gRPC one only with the storage sink.
+    const proxy = {
+      setRates: (r: Partial<FaultRates>) => [rest, grpcProxy].forEach((p) => p?.setRates(r)),
+      setDown: (d: boolean) => [rest, grpcProxy].forEach((p) => p?.setDown(d)),
+      setDelay: (ms: number) => [rest, grpcProxy].forEach((p) => p?.setDelay(ms)),
+      off: () => [rest, grpcProxy].forEach((p) => p?.off()),
+      stats: () => (grpcProxy ?? rest).stats(),
+    };
     // The consumer talks to BigQuery through the proxy; the test counts rows on the emulator directly.
-    const s = newStream('faultbq', e, { env: { BQ_API_ENDPOINT: proxy.url, BQ_INSERT_TIMEOUT_MS: '3000' } });
+    const s = newStream('faultbq', e, {
+      env: {
+        BQ_API_ENDPOINT: rest.url,
+        BQ_INSERT_TIMEOUT_MS: '3000',
+        ...(grpcProxy ? { BQ_STORAGE_API_ENDPOINT: grpcProxy.endpoint } : {}),
+      },
+    });
     streams.push(s);
     await s.init();
 
@@ -77,10 +99,17 @@ test(
     report(t, f, { cleanShutdownsOnly: false });
     assert.ok(afterRandom.injectedTotal > 0, 'faults were injected');
     assert.equal(f.deadLettered, 0, 'no good record dead-lettered');
-    // Faulted requests never reach the emulator (the proxy answers them itself), and a timed-out one is
-    // re-sent with the same insertIds; the emulator does not deduplicate them, so count, do not hide.
-    t.diagnostic(
-      `duplicates come from requests the emulator applied after the client gave up: ${f.duplicates}`,
-    );
+    if (STORAGE) {
+      // Dropped and unanswered appends were applied; their retries must have been skipped, not appended.
+      assert.ok(afterRandom.injected.drop + afterRandom.injected.hang > 0, 'answers were lost');
+      assert.equal(f.duplicates, 0, 'the storage sink writes every row once');
+    }
+    // insertAll: faulted requests never reach the emulator (the proxy answers them itself), and a
+    // timed-out one is re-sent with the same insertIds; the emulator does not deduplicate them, so
+    // count, do not hide.
+    else
+      t.diagnostic(
+        `duplicates come from requests the emulator applied after the client gave up: ${f.duplicates}`,
+      );
   },
 );
