@@ -24,6 +24,7 @@ const MEMBERSHIP_ERRORS = new Set([
   'NOT_COORDINATOR_FOR_GROUP',
   'FENCED_INSTANCE_ID',
   'COMMIT_NOT_CONFIRMED',
+  'STALE_GENERATION',
 ]);
 
 /** True for a kafkajs error saying the group moved on without this member: never retry those. */
@@ -43,6 +44,20 @@ export class CommitNotConfirmedError extends Error {
     );
     this.name = 'CommitNotConfirmedError';
     this.offsets = offsets;
+  }
+}
+
+/**
+ * A commit computed from a generation the member has left: kafkajs already joined a new one (and
+ * commits in its name), while what the runner would commit was acknowledged in the old one.
+ */
+export class StaleGenerationError extends Error {
+  readonly type = 'STALE_GENERATION';
+  constructor(what: string) {
+    super(
+      `${what}: the member joined a new generation; nothing of the previous one is committed in its name`,
+    );
+    this.name = 'StaleGenerationError';
   }
 }
 

@@ -10,7 +10,7 @@ import type { Submitted } from '../pipeline/write-scheduler.ts';
 import { createWriteScheduler } from '../pipeline/write-scheduler.ts';
 import { createBackoff } from './backoff.ts';
 import { deadLetterOf, logDeadLetters } from './dead-letters.ts';
-import { createGroupControl, isMembershipError } from './group-control.ts';
+import { createGroupControl, isMembershipError, StaleGenerationError } from './group-control.ts';
 import { createRetryPause } from './retry-pause.ts';
 import type { Lane, Lanes, LaneState } from './lanes.ts';
 import { createLanes } from './lanes.ts';
@@ -239,6 +239,14 @@ export function createRunner(o: RunnerOptions): Runner {
   /** Settles once the state of the previous generation is gone; eachBatch waits for it. */
   let joined: Promise<void> = Promise.resolve();
   let joinPending = false;
+  /**
+   * Joins kafkajs reported, and the join whose state the runner holds (onJoin's barrier catches up).
+   * While they differ nothing is committed: kafkajs commits in the new generation's name, and offsets
+   * acknowledged in the old one committed then could land after kafkajs read its start positions, so it
+   * would read again records the Storage Write sink takes as not yet written.
+   */
+  let generation = 0;
+  let stateGeneration = 0;
   let fatal = false;
   /** Per partition held: the high watermark of its last fetch and the first offset fetched. */
   const watermarks = new Map<
@@ -320,6 +328,7 @@ export function createRunner(o: RunnerOptions): Runner {
   }
 
   async function commit(): Promise<void> {
+    if (stateGeneration !== generation) return; // see `generation`
     const offsets = tracker.committable();
     if (offsets.length === 0) return;
     await group.commit(
@@ -354,6 +363,8 @@ export function createRunner(o: RunnerOptions): Runner {
    */
   function commitAhead(topic: string, partition: number, metadata: string): Promise<void> {
     return commits.turn(async () => {
+      if (stateGeneration !== generation)
+        throw new StaleGenerationError(`write-ahead commit of ${topic}[${partition}]`);
       const w = watermarks.get(`${topic}\u0000${partition}`);
       const offset = tracker.committed(topic, partition) ?? w?.committed ?? w?.first;
       if (offset === undefined)
@@ -453,8 +464,10 @@ export function createRunner(o: RunnerOptions): Runner {
   /** After a join: forget the previous generation once its writes settled (see the header). */
   function onJoin(assigned: Record<string, number[]>): void {
     joinPending = true;
+    const joinedGeneration = ++generation;
     joined = scheduler.barrier(async () => {
       joinPending = false;
+      stateGeneration = joinedGeneration;
       membershipLost = undefined;
       const dropped = lanes.clear();
       let unacked = 0;
@@ -548,8 +561,18 @@ export function createRunner(o: RunnerOptions): Runner {
     );
     const dead: DeadLetter[] = [];
     o.metrics?.consumed(batch.topic, batch.messages.length);
+    // Records below what the group had committed when the sink was told its position are written
+    // already: the sink's position (the commit's metadata) counts them. kafkajs starts from the commit
+    // it read at the join, which is that one; should it ever start lower, they are passed over.
+    const committedAt = hooks ? watermarks.get(key)?.committed : undefined;
+    let passedOver = 0;
     for (const message of batch.messages) {
       if (!isRunning() || isStale() || stopping) break;
+      if (committedAt !== undefined && BigInt(message.offset) < BigInt(committedAt)) {
+        resolveOffset(message.offset);
+        passedOver++;
+        continue;
+      }
       if (!tracker.track(batch.topic, batch.partition, message.offset)) {
         resolveOffset(message.offset);
         continue; // a re-delivery of a record already in flight or done
@@ -597,6 +620,11 @@ export function createRunner(o: RunnerOptions): Runner {
       }
       resolveOffset(message.offset);
     }
+    if (passedOver)
+      o.logger.warn(
+        { topic: batch.topic, partition: batch.partition, committed: committedAt, passedOver },
+        'records below the committed offset were fetched again; passed over, not written twice',
+      );
     if (dead.length) {
       const published = scheduler.submit([], async () => {
         await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);

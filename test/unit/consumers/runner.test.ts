@@ -1310,25 +1310,26 @@ describe('createRunner: kafkajs between a crash and its restart', () => {
   });
 });
 
-describe('createRunner: a sink that keeps its position in the Kafka commit', () => {
-  function hooksLog(log: string[]) {
-    let commitAhead: ((topic: string, partition: number, metadata: string) => Promise<void>) | undefined;
-    const hooks: PartitionHooks = {
-      bind: (fn) => void (commitAhead = fn),
-      assign: (p) =>
-        void log.push(
-          `assign ${p.topic}/${p.partition} ${p.committed?.offset ?? '-'} ${p.committed?.metadata ?? '-'}`,
-        ),
-      metadata: (topic, partition, offset) => `m:${topic}/${partition}@${offset}`,
-      committed: (topic, partition, offset) => void log.push(`confirmed ${topic}/${partition}@${offset}`),
-      revokeAll: () => void log.push('revokeAll'),
-    };
-    return {
-      hooks,
-      ahead: (topic: string, partition: number, m: string) => commitAhead!(topic, partition, m),
-    };
-  }
+/** Partition hooks that log what the runner tells them, and the runner's write-ahead commit. */
+function hooksLog(log: string[]) {
+  let commitAhead: ((topic: string, partition: number, metadata: string) => Promise<void>) | undefined;
+  const hooks: PartitionHooks = {
+    bind: (fn) => void (commitAhead = fn),
+    assign: (p) =>
+      void log.push(
+        `assign ${p.topic}/${p.partition} ${p.committed?.offset ?? '-'} ${p.committed?.metadata ?? '-'}`,
+      ),
+    metadata: (topic, partition, offset) => `m:${topic}/${partition}@${offset}`,
+    committed: (topic, partition, offset) => void log.push(`confirmed ${topic}/${partition}@${offset}`),
+    revokeAll: () => void log.push('revokeAll'),
+  };
+  return {
+    hooks,
+    ahead: (topic: string, partition: number, m: string) => commitAhead!(topic, partition, m),
+  };
+}
 
+describe('createRunner: a sink that keeps its position in the Kafka commit', () => {
   it('assigns each partition once per generation with what the group committed, and commits with the sink metadata', async (t) => {
     const log: string[] = [];
     const { hooks, ahead } = hooksLog(log);
@@ -1363,6 +1364,82 @@ describe('createRunner: a sink that keeps its position in the Kafka commit', () 
     assert.equal(log.at(-1), 'assign tx/0 5 old', 'assigned again in the new generation');
     // Read once per topic and generation, not once per partition.
     assert.deepEqual(fetches, [TX, JOBS, TX]);
+  });
+});
+
+describe('createRunner: generations', () => {
+  it('commits nothing acknowledged in the previous generation once kafkajs joined a new one', async (t) => {
+    const h = await setup(t, { maxRows: 2, maxInFlight: 2 });
+    const first = deferred();
+    const second = deferred();
+    h.sink.steps.push(
+      async (rows) => (await first.promise, ok(rows)),
+      async (rows) => (await second.promise, ok(rows)),
+    );
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    await h.consumer.deliver(batchOf(h, JOBS, 0, [0, 1]).payload);
+    assert.equal(h.sink.calls.length, 2);
+    // kafkajs rejoined (no REBALANCING seen first) while both writes are in flight; it commits in the
+    // new generation's name and reads its start positions right after the join. The join's cleanup
+    // waits for the writes.
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0], [JOBS]: [0] } });
+    first.resolve();
+    await settle();
+    // The first write landed meanwhile: committing it now would move the group past where kafkajs
+    // starts reading, in the new generation's name.
+    assert.equal(h.consumer.commitAttempts, 0);
+    second.resolve();
+    await settle();
+    assert.deepEqual(commitsOf(h), []);
+    // The new generation reads from the committed offset and commits its own writes.
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    await until('the commit', () => h.consumer.commits.length === 1);
+    assert.deepEqual(commitsOf(h), ['tx/0@2']);
+  });
+
+  it('a write-ahead commit asked for after the join fails as a membership error', async (t) => {
+    const log: string[] = [];
+    const { hooks, ahead } = hooksLog(log);
+    const h = await setup(t, { maxRows: 1, partitions: { hooks, committed: {} } });
+    const gate = deferred();
+    let attempt: Promise<void> | undefined;
+    // The sink asks for a write-ahead commit from inside a write, as the storage sink does for a new
+    // stream; kafkajs joins a new generation while the write runs.
+    h.sink.steps.push(async (rows) => {
+      await gate.promise;
+      attempt = ahead(TX, 0, 'stream');
+      await attempt.catch(() => undefined);
+      return ok(rows);
+    });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0]).payload);
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0] } });
+    gate.resolve();
+    await until('the write-ahead attempt', () => attempt !== undefined);
+    await assert.rejects(attempt!, (err: unknown) => isMembershipError(err));
+    await settle();
+    assert.equal(h.consumer.commitAttempts, 0);
+  });
+
+  it('passes over records below the commit the sink was told of, should kafkajs start lower', async (t) => {
+    const log: string[] = [];
+    const { hooks } = hooksLog(log);
+    const committed = { [TX]: [{ partition: 0, offset: '3', metadata: 'at-3' }] };
+    const h = await setup(t, { maxRows: 10, partitions: { hooks, committed } });
+    const b = batchOf(h, TX, 0, [1, 2, 3, 4]);
+    await h.consumer.deliver(b.payload);
+    await h.runner.stop();
+    // 1 and 2 are counted by the commit's position in the sink: writing them would write them twice.
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-3', 'tx-0-4']],
+    );
+    assert.deepEqual(b.resolved, ['1', '2', '3', '4']);
+    assert.deepEqual(commitsOf(h), ['tx/0@5']);
+    assert.ok(
+      h.log.includes(
+        'warn records below the committed offset were fetched again; passed over, not written twice',
+      ),
+    );
   });
 });
 
