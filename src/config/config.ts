@@ -96,10 +96,10 @@ const schema = z.object({
     .default('rpa_warehouse'),
   BQ_LOCATION: z.string().min(1).default('US'),
   ENABLE_BQ_STREAMING: bool.default(true),
-  // How streaming writes reach BigQuery: legacy insertAll (at least once; insertId dedup is best
-  // effort), or the Storage Write API with offsets tied to the Kafka commit (exactly once, half the
-  // price). Ignored in load-job mode.
-  BQ_WRITE_API: z.enum(['insert-all', 'storage']).default('insert-all'),
+  // How streaming writes reach BigQuery: the Storage Write API with offsets tied to the Kafka commit
+  // (exactly once, half the price; the default), or legacy insertAll (at least once; insertId dedup is
+  // best effort), e.g. for an emulator without the Storage Write API. Ignored in load-job mode.
+  BQ_WRITE_API: z.enum(['insert-all', 'storage']).default('storage'),
   // Open Storage Write connections per member (one per stream in use; idle ones are closed past it).
   // Unlimited by default: a member holds one per table and partition it writes, and BigQuery's quota
   // is 1,000 concurrent connections per region, 10,000 per multi-region, for the whole project.
@@ -407,7 +407,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const storageMaxConnections = v.BQ_STORAGE_MAX_CONNECTIONS;
   if (v.BQ_WRITE_API === 'storage' && v.ENABLE_BQ_STREAMING && apiEndpoint && !storageEndpoint)
     problems.push(
-      'BQ_STORAGE_API_ENDPOINT: required with BQ_WRITE_API=storage when BQ_API_ENDPOINT points at an emulator (host:port of its gRPC port)',
+      'BQ_STORAGE_API_ENDPOINT: required with BQ_WRITE_API=storage (the default) when BQ_API_ENDPOINT points at an emulator (host:port of its gRPC port); an emulator without the Storage Write API needs BQ_WRITE_API=insert-all',
     );
   if (!brokers) problems.push('KAFKA_BROKERS: required (or run `npx txstream stack up` for a local stack)');
   if (!registryUrl) problems.push('SCHEMA_REGISTRY_URL: required (or run `npx txstream stack up`)');

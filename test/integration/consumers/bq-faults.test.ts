@@ -52,6 +52,9 @@ const env = {
   GCP_PROJECT_ID: e.bqProjectId,
   BQ_DATASET: dataset,
   TOPIC_PARTITIONS: '3',
+  // This file tests the insertAll sink through an HTTP fault proxy (the Storage Write sink, the default,
+  // goes through a gRPC one in test/faults/warehouse.faults.ts).
+  BQ_WRITE_API: 'insert-all',
   // Small batches: many insertAll requests, so ~30% faults means dozens of them, not one or two.
   BQ_STREAMING_BATCH_SIZE: '100',
   BQ_STREAMING_INTERVAL_MS: '200',

@@ -52,7 +52,8 @@ test(
     const consumer = startConsume(env, prefix, group);
     const code = await consumer.exited;
     assert.equal(code, 1, consumer.output());
-    assert.match(consumer.output(), /txstream: stopped on a fatal error: .*Not found/);
+    // insertAll says "Not found: Table …", the Storage Write API "NOT_FOUND: Table … not found".
+    assert.match(consumer.output(), /txstream: stopped on a fatal error: .*not found/i);
     assert.doesNotMatch(consumer.output(), /\n\s+at /, 'no stack trace');
     const [committed] = await admin.fetchOffsets({ groupId: group, topics: [TX] });
     for (const p of committed!.partitions)

@@ -25,7 +25,7 @@ test('seed names map onto the config with their defaults', () => {
   assert.deepEqual(c.kafka.brokers, ['k1:9092', 'k2:9092']);
   assert.deepEqual(c.streaming, {
     enabled: false,
-    writeApi: 'insert-all',
+    writeApi: 'storage',
     maxInFlight: 4,
     batchSize: 100,
     intervalMs: 1000,
@@ -45,9 +45,10 @@ test('BQ_MAX_IN_FLIGHT bounds the writes in flight per member', () => {
 });
 
 test('BQ_WRITE_API picks the streaming sink; an emulator needs its Storage Write gRPC endpoint too', () => {
-  assert.equal(loadConfig({ ...base, BQ_WRITE_API: 'storage' }).streaming.writeApi, 'storage');
+  assert.equal(loadConfig(base).streaming.writeApi, 'storage', 'the default');
+  assert.equal(loadConfig({ ...base, BQ_WRITE_API: 'insert-all' }).streaming.writeApi, 'insert-all');
   assert.throws(() => loadConfig({ ...base, BQ_WRITE_API: 'legacy' }), /BQ_WRITE_API/);
-  const emulator = { ...base, BQ_API_ENDPOINT: 'http://127.0.0.1:9050', BQ_WRITE_API: 'storage' };
+  const emulator = { ...base, BQ_API_ENDPOINT: 'http://127.0.0.1:9050' };
   assert.throws(() => loadConfig(emulator), /BQ_STORAGE_API_ENDPOINT: required/);
   const c = loadConfig({ ...emulator, BQ_STORAGE_API_ENDPOINT: '127.0.0.1:9060' });
   assert.deepEqual(c.bigquery.storageEndpoint, { host: '127.0.0.1', port: 9060 });
