@@ -19,7 +19,8 @@ import { grpc } from 'google-gax';
 // REST (the port in `rest`, for BQ_API_ENDPOINT):
 // - POST .../tables/{t}/insertAll: `{"kind":"bigquery#tableDataInsertAllResponse"}` (every row
 //   accepted, no insertErrors, no table check);
-// - GET /standin/stats: the counters below, at once (not delayed);
+// - GET /standin/stats: the counters below, at once (not delayed); POST /standin/peaks/reset starts
+//   the maxInFlight peaks again (between two runs against the same process);
 // - anything else (tables.get for the Storage Write encoder's schema, the insertAll sink's probe, a
 //   query) is forwarded, after the delay, to `upstream` (the emulator, where `txstream init` made the
 //   dataset and tables); without an upstream it is answered 501.
@@ -98,6 +99,8 @@ export interface StandIn {
   /** host:port, for BQ_STORAGE_API_ENDPOINT. */
   readonly grpc: string;
   stats(): StandInStats;
+  /** Starts the maxInFlight peaks again from the requests in flight now. */
+  resetPeaks(): void;
   close(): Promise<void>;
 }
 
@@ -215,6 +218,12 @@ export async function startBigQueryStandIn(o: StandInOptions = {}): Promise<Stan
     s.maxInFlight = Math.max(s.maxInFlight, s.inFlight);
     if (kind === 'insertAll') s.maxInFlightInsertAll = Math.max(s.maxInFlightInsertAll, ++insertAllInFlight);
     if (kind === 'append') s.maxInFlightAppends = Math.max(s.maxInFlightAppends, ++appendsInFlight);
+  };
+  /** The peaks start again from what is in flight now: one benchmark run after another. */
+  const resetPeaks = () => {
+    s.maxInFlight = s.inFlight;
+    s.maxInFlightInsertAll = insertAllInFlight;
+    s.maxInFlightAppends = appendsInFlight;
   };
   const end = (kind?: 'insertAll' | 'append') => {
     s.inFlight--;
@@ -485,6 +494,11 @@ export async function startBigQueryStandIn(o: StandInOptions = {}): Promise<Stan
       json(res, 200, s);
       return;
     }
+    if (req.method === 'POST' && path === '/standin/peaks/reset') {
+      resetPeaks();
+      json(res, 200, s);
+      return;
+    }
     const insertAll = req.method === 'POST' && /\/insertAll(?:\?|$)/.test(path);
     const kind = insertAll ? 'insertAll' : undefined;
     begin(kind);
@@ -523,6 +537,7 @@ export async function startBigQueryStandIn(o: StandInOptions = {}): Promise<Stan
     rest: `http://${host}:${restPort}`,
     grpc: `${host}:${grpcPort}`,
     stats: () => structuredClone(s),
+    resetPeaks,
     async close() {
       rest.closeAllConnections();
       await new Promise((resolve) => rest.close(resolve));

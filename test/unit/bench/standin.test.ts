@@ -150,6 +150,10 @@ describe('BigQuery stand-in: Storage Write API', () => {
       assert.deepEqual(outcome, { kind: 'ok', nextOffset: 1 });
     assert.equal(s.stats().maxInFlightAppends, 8);
     assert.equal(s.stats().inFlight, 0);
+    const reset = (await (await fetch(`${s.rest}/standin/peaks/reset`, { method: 'POST' })).json()) as {
+      maxInFlightAppends: number;
+    };
+    assert.equal(reset.maxInFlightAppends, 0);
   });
 });
 
