@@ -14,6 +14,7 @@ import { up } from '../src/stack/stack.ts';
 import { readCounter, readHistogram } from '../src/observability/prometheus-text.ts';
 import { INSERT_OPTIONS } from '../src/warehouse/sink.ts';
 import { formatQuantiles, freePort, latencyQuantile, scrape, waitFor } from './pipeline.ts';
+import { cpuSeconds } from './proc.ts';
 import type { BenchRow } from './producer.ts';
 
 // The consumer pipeline without the warehouse: the real app (buildConsumerApp: kafkajs fetch, guarded
@@ -59,12 +60,7 @@ export function parseConsumerPerformance(stdout: string): ConsumerPerformanceRes
   };
 }
 
-/** User + system CPU seconds of a process so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
-export function cpuSeconds(stat: string): number {
-  // The command name (field 2) may hold spaces and parentheses; the fields after its last ')' do not.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
+export { cpuSeconds } from './proc.ts';
 
 /** Peak resident set (VmHWM) of a process in MiB, from /proc; undefined where /proc is not there. */
 export function peakRssMiB(status: string): number | undefined {

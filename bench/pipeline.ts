@@ -10,6 +10,7 @@ import { up } from '../src/stack/stack.ts';
 import type { HistogramSnapshot } from '../src/observability/prometheus-text.ts';
 import { histogramQuantile, readCounter, readHistogram } from '../src/observability/prometheus-text.ts';
 import { createBigQuery } from '../src/warehouse/client.ts';
+import { processCpuSeconds } from './proc.ts';
 import type { BenchRow } from './producer.ts';
 
 // The whole pipeline on the local stack: `txstream consume` as its own process, reading Avro from
@@ -28,12 +29,17 @@ const BIN = path.join(PROJECT_ROOT, 'bin', 'txstream.js');
 
 export const DEFAULT_RATES = [1000, 5000, 20_000];
 
+/** A list option such as `--rates 1000,5000,20000` or `--in-flight 1,16`: positive integers, comma-separated. */
+export function parseIntegerList(name: string, text: string): number[] {
+  const items = text.split(',').map((r) => r.trim());
+  if (items.length === 0 || items.some((r) => !/^[1-9]\d*$/.test(r)))
+    throw new RangeError(`${name} takes positive integers separated by commas, got ${JSON.stringify(text)}`);
+  return items.map(Number);
+}
+
 /** `--rates 1000,5000,20000`: positive integers, comma-separated. */
 export function parseRates(text: string): number[] {
-  const rates = text.split(',').map((r) => r.trim());
-  if (rates.length === 0 || rates.some((r) => !/^[1-9]\d*$/.test(r)))
-    throw new RangeError(`--rates takes positive integers separated by commas, got ${JSON.stringify(text)}`);
-  return rates.map(Number);
+  return parseIntegerList('--rates', text);
 }
 
 /** A positive integer option such as `--records 1000000`; `1e6` and `1_000_000` are accepted too. */
@@ -97,16 +103,28 @@ export async function waitFor<T>(
   throw new Error(`bench: timed out waiting for ${what}`);
 }
 
-function consume(env: NodeJS.ProcessEnv, prefix: string, port: number) {
+/** `txstream consume` as its own process, its metrics on `port`; group `<prefix>bench` unless given. */
+export function consume(env: NodeJS.ProcessEnv, prefix: string, port: number, group = `${prefix}bench`) {
+  // The same profiling hook as bench/consumer.ts: BENCH_CONSUMER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_CONSUMER_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(
     process.execPath,
-    [BIN, 'consume', '--topic-prefix', prefix, '--group', `${prefix}bench`],
-    { env: { ...env, METRICS_PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] },
+    [...nodeArgs, BIN, 'consume', '--topic-prefix', prefix, '--group', group],
+    {
+      env: { ...env, METRICS_PORT: String(port) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
   );
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   return {
+    /** User + system CPU seconds of the process so far (Linux /proc); NaN elsewhere. */
+    cpu: () => processCpuSeconds(child.pid),
+    /** Throws once the process has exited: a probe waiting on it would otherwise wait out its deadline. */
+    alive() {
+      if (child.exitCode !== null) throw new Error(`consume exited ${child.exitCode}: ${err.slice(-2000)}`);
+    },
     async stop() {
       child.kill('SIGTERM');
       const code = await exited;
@@ -115,17 +133,30 @@ function consume(env: NodeJS.ProcessEnv, prefix: string, port: number) {
   };
 }
 
+export type WriteApi = 'insert-all' | 'storage';
+
 export async function pipelineBench(o: {
   quick: boolean;
   rates?: readonly number[];
   partitions?: number;
+  /** The consumer's sink (BQ_WRITE_API); default insert-all. */
+  writeApi?: WriteApi;
+  /** Set as the consumer's BQ_MAX_IN_FLIGHT; unset leaves the consumer's default. */
+  maxInFlight?: number;
+  /** What the rows' names start with; default `pipeline`. */
+  label?: string;
 }): Promise<BenchRow[]> {
   const partitions = o.partitions ?? 6;
+  const writeApi = o.writeApi ?? 'insert-all';
+  const label = o.label ?? 'pipeline';
   const stack = loadStackSettings();
   if (!process.env.KAFKA_BROKERS) await up(stack, () => undefined);
   const config = loadConfig();
   const stamp = Date.now();
   const dataset = `bench_pipeline_${stamp}`;
+  const storage = config.bigquery.storageEndpoint;
+  if (writeApi === 'storage' && !storage)
+    throw new Error('bench: the storage sink needs the emulator’s gRPC endpoint (BQ_STORAGE_API_ENDPOINT)');
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     KAFKA_BROKERS: config.kafka.brokers.join(','),
@@ -133,9 +164,13 @@ export async function pipelineBench(o: {
     BQ_API_ENDPOINT: config.bigquery.apiEndpoint,
     GCP_PROJECT_ID: config.bigquery.projectId,
     BQ_DATASET: dataset,
+    BQ_WRITE_API: writeApi,
+    ...(storage ? { BQ_STORAGE_API_ENDPOINT: `${storage.host}:${storage.port}` } : {}),
+    ...(o.maxInFlight !== undefined ? { BQ_MAX_IN_FLIGHT: String(o.maxInFlight) } : {}),
     TOPIC_PARTITIONS: String(partitions),
     LOG_LEVEL: 'warn',
   };
+  const requests = writeApi === 'storage' ? 'batches (one or more appends each)' : 'insertAll requests';
   const rows: BenchRow[] = [];
   const prefixes: string[] = [];
   const init = async (name: string) => {
@@ -169,31 +204,51 @@ export async function pipelineBench(o: {
   const inserted = (m: string) => readCounter(m, 'txstream_records_inserted_total');
 
   try {
-    // Throughput on a backlog.
+    // Throughput on a backlog. Bounded: a sink the emulator stops answering (its gRPC pool held by
+    // other clients, for one) is reported with what landed rather than failing the whole run.
     {
       const n = o.quick ? 10_000 : 50_000;
+      const capMs = o.quick ? 180_000 : 600_000;
       const prefix = await init('backlog');
       await produce(prefix, n);
       const port = await freePort();
       const c = consume(env, prefix, port);
-      const t0 = await waitFor('the first record consumed', 60_000, async () => {
-        const m = await scrape(port);
-        return m && readCounter(m, 'txstream_records_consumed_total') > 0 ? performance.now() : undefined;
-      });
-      const m = await waitFor('the backlog inserted', 600_000, async () => {
-        const s = await scrape(port);
-        return s && inserted(s) >= n ? s : undefined;
-      });
-      const seconds = (performance.now() - t0) / 1000;
-      await c.stop();
+      let seconds: number;
+      let cpu: number;
+      let m: string;
+      try {
+        const { t0, cpu0 } = await waitFor('the first record consumed', 60_000, async () => {
+          c.alive();
+          const m = await scrape(port);
+          return m && readCounter(m, 'txstream_records_consumed_total') > 0
+            ? { t0: performance.now(), cpu0: c.cpu() }
+            : undefined;
+        });
+        m = await waitFor('the backlog inserted', capMs + 60_000, async () => {
+          c.alive();
+          const s = await scrape(port);
+          return s && (inserted(s) >= n || performance.now() - t0 >= capMs) ? s : undefined;
+        });
+        seconds = (performance.now() - t0) / 1000;
+        cpu = c.cpu() - cpu0;
+      } finally {
+        await c.stop().catch(() => undefined);
+      }
+      const landed = inserted(m);
+      const retries = readCounter(m, 'txstream_retries_total');
       const insert = readHistogram(m, 'txstream_insert_latency_seconds');
       const insertSeconds = insert?.sum ?? 0;
-      const requests = insert?.count ?? 0;
+      const batches = insert?.count ?? 0;
       rows.push({
-        name: `pipeline: ${n.toLocaleString('en')}-transaction backlog into the emulator`,
-        value: n / seconds,
+        name: `${label}: ${n.toLocaleString('en')}-transaction backlog into the emulator`,
+        value: landed / seconds,
         unit: 'records/s',
-        detail: `${seconds.toFixed(1)} s; ${requests} insertAll requests of ${(n / requests).toFixed(0)} rows, ${((insertSeconds / seconds) * 100).toFixed(0)}% of the time waiting on them`,
+        detail: [
+          `${seconds.toFixed(1)} s${landed < n ? `, stopped with only ${landed.toLocaleString('en')} of ${n.toLocaleString('en')} rows in` : ''}`,
+          `${batches} ${requests} of ${(landed / batches).toFixed(0)} rows, ${((insertSeconds / seconds) * 100).toFixed(0)}% of the time waiting on them`,
+          ...(retries > 0 ? [`${retries} retries after transient failures or unanswered requests`] : []),
+          `consumer CPU ${((cpu * 1e6) / landed).toFixed(1)} us/record (${((cpu / seconds) * 100).toFixed(0)}% of a core)`,
+        ].join('; '),
       });
     }
     // End-to-end latency at fixed rates, default batching (BQ_STREAMING_BATCH_SIZE rows or
@@ -222,6 +277,7 @@ export async function pipelineBench(o: {
         m = (await scrape(port)) ?? m;
       }
       const landed = inserted(m);
+      const retries = readCounter(m, 'txstream_retries_total');
       // Well past a linger interval means a queue built up: the emulator did not keep up at this rate.
       const drainedAfter = `${((performance.now() - produced) / 1000).toFixed(1)} s`;
       const absorbed = landed / ((performance.now() - t0) / 1000);
@@ -232,6 +288,7 @@ export async function pipelineBench(o: {
       const notes = [
         `${p50.above ? 'p50 above the histogram (> 60 s), ' : ''}${formatQuantiles(e2e, [0.95, 0.99])} over ${landed.toLocaleString('en')} records${queued > 0 ? '' : `, all in ${drainedAfter} after the producer finished`}`,
         ...(achieved < rate * 0.95 ? [`the producer reached only ${achieved.toFixed(0)}/s`] : []),
+        ...(retries > 0 ? [`${retries} retries after transient failures or unanswered requests`] : []),
         ...(queued > 0
           ? [
               `above the emulator's capacity (${absorbed.toFixed(0)} rows/s): ${queued.toLocaleString('en')} of ${count.toLocaleString('en')} still queued ${drainMs / 1000} s after the producer finished, so the quantiles are lower bounds`,
@@ -239,7 +296,7 @@ export async function pipelineBench(o: {
           : []),
       ];
       rows.push({
-        name: `pipeline: end-to-end latency p50 at ${rate.toLocaleString('en')}/s, linger ${linger} ms`,
+        name: `${label}: end-to-end latency p50 at ${rate.toLocaleString('en')}/s, linger ${linger} ms`,
         value: p50.ms,
         unit: 'ms',
         detail: notes.join('; '),

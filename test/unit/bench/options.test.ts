@@ -5,6 +5,7 @@ import {
   DEFAULT_RATES,
   formatQuantiles,
   latencyQuantile,
+  parseIntegerList,
   parsePositiveInteger,
   parseRates,
 } from '../../../bench/pipeline.ts';
@@ -26,6 +27,13 @@ describe('parseRates', () => {
     it(`refuses ${JSON.stringify(bad)}`, () => {
       assert.throws(() => parseRates(bad), /--rates takes positive integers/);
     });
+});
+
+describe('parseIntegerList', () => {
+  it('reads --in-flight 1,16 and names the option it refuses', () => {
+    assert.deepEqual(parseIntegerList('--in-flight', '1,16'), [1, 16]);
+    assert.throws(() => parseIntegerList('--in-flight', '0,16'), /--in-flight takes positive integers/);
+  });
 });
 
 describe('parsePositiveInteger', () => {
