@@ -5,6 +5,7 @@ import { createRegistryClient, registryConnection } from './codec/registry.ts';
 import { createSchemaCatalog } from './codec/schemas.ts';
 import { createValidator } from './codec/validate.ts';
 import type { Config } from './config/config.ts';
+import { ConfigError, consumerProblems } from './config/config.ts';
 import type { CommittedOffset, RunnerSink, TopicBinding } from './consumers/runner.ts';
 import { createRunner } from './consumers/runner.ts';
 import { createKafka, createTrackedConsumer, kafkaConnection, lazyAdmin } from './kafka/client.ts';
@@ -53,6 +54,8 @@ export async function buildConsumerApp(o: {
   sink?: RunnerSink;
 }): Promise<ConsumerApp> {
   const { config } = o;
+  const problems = o.sink ? [] : consumerProblems(config);
+  if (problems.length) throw new ConfigError(problems);
   const logger = pino({
     level: config.logLevel,
     base: { pid: process.pid, component: 'consumer', group: o.groupId },

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config/config.ts';
+import { ConfigError, consumerProblems, loadConfig } from '../config/config.ts';
 import { buildConsumerApp } from '../app.ts';
 import { isTxstreamError } from '../errors.ts';
 import { asCliError, CliError } from './errors.ts';
@@ -23,6 +23,8 @@ export function registerConsume(program: Command): void {
       let config;
       try {
         config = loadConfig();
+        const problems = consumerProblems(config);
+        if (problems.length) throw new ConfigError(problems);
       } catch (err) {
         throw asCliError(err);
       }

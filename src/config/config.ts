@@ -343,6 +343,24 @@ const SECRETS = [
   'SMTP_PASSWORD',
 ] as const;
 
+/**
+ * What the streaming consumer needs beyond loadConfig's checks, which every command shares: an
+ * emulator's Storage Write endpoint when the Storage Write sink streams into it (`query`, `schedule`
+ * or `alerts` against an emulator without one are fine). [] when nothing is missing.
+ */
+export function consumerProblems(c: Readonly<Config>): string[] {
+  if (
+    c.streaming.enabled &&
+    c.streaming.writeApi === 'storage' &&
+    c.bigquery.apiEndpoint &&
+    !c.bigquery.storageEndpoint
+  )
+    return [
+      'BQ_STORAGE_API_ENDPOINT: required with BQ_WRITE_API=storage (the default) when BQ_API_ENDPOINT points at an emulator (host:port of its gRPC port); an emulator without the Storage Write API needs BQ_WRITE_API=insert-all',
+    ];
+  return [];
+}
+
 export class ConfigError extends Error {
   readonly problems: string[];
   constructor(problems: string[]) {
@@ -405,10 +423,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const storageEndpoint =
     v.BQ_STORAGE_API_ENDPOINT ?? (v.GCP_PROJECT_ID ? undefined : local?.bqStorageEndpoint);
   const storageMaxConnections = v.BQ_STORAGE_MAX_CONNECTIONS;
-  if (v.BQ_WRITE_API === 'storage' && v.ENABLE_BQ_STREAMING && apiEndpoint && !storageEndpoint)
-    problems.push(
-      'BQ_STORAGE_API_ENDPOINT: required with BQ_WRITE_API=storage (the default) when BQ_API_ENDPOINT points at an emulator (host:port of its gRPC port); an emulator without the Storage Write API needs BQ_WRITE_API=insert-all',
-    );
   if (!brokers) problems.push('KAFKA_BROKERS: required (or run `npx txstream stack up` for a local stack)');
   if (!registryUrl) problems.push('SCHEMA_REGISTRY_URL: required (or run `npx txstream stack up`)');
   if (!projectId) problems.push('GCP_PROJECT_ID: required (or run `npx txstream stack up`)');

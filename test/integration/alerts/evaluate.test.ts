@@ -262,6 +262,9 @@ describe('from a real consumer', () => {
     config = loadConfig({
       ...BASE_ENV,
       BQ_API_ENDPOINT: proxy.url,
+      // The slow responses come from an HTTP proxy in front of insertAll (the Storage Write API's gRPC
+      // would go around it); the alerts read the same metrics from either sink.
+      BQ_WRITE_API: 'insert-all',
       BQ_DATASET: streamDataset,
       BQ_STREAMING_INTERVAL_MS: '200',
       // The poison record's dead-lettering is expected here.

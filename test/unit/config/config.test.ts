@@ -5,6 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import {
   ConfigError,
+  consumerProblems,
   cronFor,
   loadConfig,
   redactConfig,
@@ -49,7 +50,10 @@ test('BQ_WRITE_API picks the streaming sink; an emulator needs its Storage Write
   assert.equal(loadConfig({ ...base, BQ_WRITE_API: 'insert-all' }).streaming.writeApi, 'insert-all');
   assert.throws(() => loadConfig({ ...base, BQ_WRITE_API: 'legacy' }), /BQ_WRITE_API/);
   const emulator = { ...base, BQ_API_ENDPOINT: 'http://127.0.0.1:9050' };
-  assert.throws(() => loadConfig(emulator), /BQ_STORAGE_API_ENDPOINT: required/);
+  // Every command loads the config; only the streaming consumer needs the gRPC endpoint.
+  assert.match(consumerProblems(loadConfig(emulator)).join('\n'), /BQ_STORAGE_API_ENDPOINT: required/);
+  assert.deepEqual(consumerProblems(loadConfig({ ...emulator, BQ_WRITE_API: 'insert-all' })), []);
+  assert.deepEqual(consumerProblems(loadConfig({ ...emulator, ENABLE_BQ_STREAMING: 'false' })), []);
   const c = loadConfig({ ...emulator, BQ_STORAGE_API_ENDPOINT: '127.0.0.1:9060' });
   assert.deepEqual(c.bigquery.storageEndpoint, { host: '127.0.0.1', port: 9060 });
   assert.throws(() => loadConfig({ ...emulator, BQ_STORAGE_API_ENDPOINT: 'http://x' }), /host:port/);
