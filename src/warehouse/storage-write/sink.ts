@@ -61,6 +61,12 @@ interface PartitionState {
   recorded: ReturnType<typeof decodePosition>;
   /** The recorded stream is gone: the next append creates one instead of opening it. */
   lost: boolean;
+  /**
+   * After a lost stream: the highest kafka_offset of the partition in the table. Rows at or below it
+   * are skipped in every later batch of this generation too, not only in the one that met the loss
+   * (a replay's uncommitted tail can span several batches).
+   */
+  skipThrough: bigint | undefined;
   cursor: StreamCursor | undefined;
 }
 
@@ -115,6 +121,15 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
     let todo = indexes;
     let probe = false;
     const offsetOf = (i: number) => lineageOf(rows[i]!).offset;
+    const skipInTable = (list: number[]): number[] => {
+      const through = s.skipThrough;
+      if (through === undefined) return list;
+      const inTable = list.filter((i) => BigInt(offsetOf(i)) <= through);
+      for (const i of inTable) results[i] = { ok: true };
+      if (inTable.length) o.metrics?.skipped(s.table, inTable.length);
+      return inTable.length ? list.filter((i) => BigInt(offsetOf(i)) > through) : list;
+    };
+    todo = skipInTable(todo);
     const accept = (taken: number[], skipped: boolean) => {
       s.cursor!.appended(taken.map(offsetOf));
       for (const i of taken) results[i] = { ok: true };
@@ -181,9 +196,8 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
             },
             'write stream gone: skipping rows already in the table, continuing in a new stream',
           );
-          for (const i of inTable) results[i] = { ok: true };
-          if (inTable.length) o.metrics?.skipped(s.table, inTable.length);
-          todo = todo.filter((i) => !inTable.includes(i));
+          if (max !== undefined && (s.skipThrough === undefined || max > s.skipThrough)) s.skipThrough = max;
+          todo = skipInTable(todo);
           s.lost = true;
           s.cursor = undefined;
           probe = false;
@@ -213,6 +227,7 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
         partition,
         recorded: decodePosition(committed?.metadata),
         lost: false,
+        skipThrough: undefined,
         cursor: undefined,
       });
     },
