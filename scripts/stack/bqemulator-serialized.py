@@ -14,9 +14,12 @@ version without them fails at start-up instead of running unprotected.
 """
 
 import asyncio
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import grpc.aio
 
 import bqemulator.server as server
 from bqemulator.cli import main
@@ -108,6 +111,29 @@ def _create_serialized_app(context):
 
 
 server.create_app = _create_serialized_app
+
+# A thread pool of its own for the gRPC handlers. bqemulator leaves grpc.aio to run its sync handlers
+# on the event loop's default executor, min(32, cores + 4) threads (6 on a 2-core machine), and every
+# open AppendRows call holds one. A client that dies while its call is busy (SIGKILLed while appends
+# flow) loses its thread for good: the handler's wait for the next request never returns (seen with
+# bqemulator 1.4.0 and grpcio 1.85.3, also without this wrapper; a client killed while its call sits
+# idle frees it). After six such deaths no AppendRows call was served any more, by any client, while
+# REST went on answering: the fault suite's SIGKILLs of members wedged the stack's emulator. Each lost
+# thread only waits, so a large pool keeps the emulator serving through hundreds of kills
+# (BQEMU_GRPC_THREADS, default 512); a restart of the emulator frees them all.
+_GRPC_THREADS = int(os.environ.get("BQEMU_GRPC_THREADS", "512"))
+_aio_server = grpc.aio.server
+
+
+def _server_with_own_pool(*args, **kwargs):
+    kwargs.setdefault(
+        "migration_thread_pool",
+        ThreadPoolExecutor(max_workers=_GRPC_THREADS, thread_name_prefix="bqemu-grpc"),
+    )
+    return _aio_server(*args, **kwargs)
+
+
+grpc.aio.server = _server_with_own_pool
 
 if __name__ == "__main__":
     sys.argv[0] = "bqemulator"
