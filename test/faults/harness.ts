@@ -8,11 +8,14 @@ import { promisify } from 'node:util';
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { Admin } from 'kafkajs';
 import { createKafka } from '../../src/kafka/client.ts';
-import { PROJECT_ROOT } from '../../src/stack/settings.ts';
+import { isRunning, readRecord } from '../../src/stack/processes.ts';
+import { loadStackSettings, PROJECT_ROOT } from '../../src/stack/settings.ts';
+import { down, up } from '../../src/stack/stack.ts';
 import { createBigQuery } from '../../src/warehouse/client.ts';
 import { countRows, topicRecords, TXSTREAM_BIN, until } from '../support/consumer-harness.ts';
-import { txstreamEnv, uniqueName } from '../support/endpoints.ts';
+import { testEndpoints, txstreamEnv, uniqueName } from '../support/endpoints.ts';
 import type { TestEndpoints } from '../support/endpoints.ts';
+import { privateStackEnv } from '../support/ports.ts';
 import { seededRandom } from '../support/fault-proxy.ts';
 
 // What every fault scenario shares: a stream of generated transactions under its own topic prefix and
@@ -77,6 +80,8 @@ export interface Stream {
   figures(scenario: string, recoveryMs: number[], faults: number, notes?: string): Promise<Figures>;
   /** The warnings and errors every member logged, for a failure message. */
   memberLogs(): string;
+  /** How many members were started in all. */
+  startedMembers(): number;
   /**
    * Where rows and offsets stand per partition (rows, distinct offsets, offsets written more than
    * once, the highest offset in the table, the topic's end): what a loss or a duplicate needs to be
@@ -124,6 +129,8 @@ export function newStream(
   const bq: BigQuery = createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoint });
   let admin: Admin | undefined;
   const members: Member[] = [];
+  /** Samplers still running, stopped by close() when a scenario failed before stopping its own. */
+  const samplers = new Set<RowSampler>();
 
   const kafkaAdmin = async (): Promise<Admin> => {
     if (!admin) {
@@ -285,6 +292,7 @@ export function newStream(
         })
         .join('\n');
     },
+    startedMembers: () => members.length,
     async partitionDetail() {
       const [job] = await bq.createQueryJob({
         query:
@@ -327,15 +335,19 @@ export function newStream(
           await new Promise((r) => setTimeout(r, everyMs));
         }
       })();
-      return {
+      const sampler: RowSampler = {
         async stop() {
           running = false;
+          samplers.delete(sampler);
           await loop;
           return samples;
         },
       };
+      samplers.add(sampler);
+      return sampler;
     },
     async close() {
+      for (const sampler of [...samplers]) await sampler.stop();
       for (const m of members)
         if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
       await admin?.disconnect().catch(() => undefined);
@@ -477,4 +489,58 @@ export function recoveriesFrom(
     }
     return end - at;
   });
+}
+
+/** A BigQuery emulator of the scenario's own beside the suite's broker and registry. */
+export interface PrivateEmulator {
+  /** The suite's Kafka and registry, this emulator's REST and gRPC ports. */
+  readonly endpoints: StreamEndpoints;
+  /** SIGKILLs the emulator (its process group) and waits until it is gone. */
+  kill(): Promise<void>;
+  /** Starts it again on the same data directory and ports; resolves once it answers. */
+  start(): Promise<void>;
+  /** Ends it and removes its data. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an emulator of the scenario's own (from this checkout's stack scripts, on free ports and its
+ * own data directory). Scenarios that SIGKILL members dozens of times or restart the emulator use one:
+ * whatever they do to it (bqemulator loses a handler thread for each client killed mid-append, see
+ * scripts/stack/bqemulator-serialized.py) stays out of the emulator other tests share.
+ */
+export async function privateEmulator(): Promise<PrivateEmulator> {
+  const { stackDir, env } = await privateStackEnv('txstream-faults-bq-');
+  const settings = loadStackSettings(env);
+  const quiet = () => undefined;
+  const bq = await up(settings, quiet, env, ['bigquery']);
+  const kill = async () => {
+    const rec = readRecord(stackDir, 'bigquery');
+    if (!rec) return;
+    try {
+      process.kill(-rec.pid, 'SIGKILL'); // the process group: the wrapper is the emulator
+    } catch {
+      process.kill(rec.pid, 'SIGKILL');
+    }
+    while (isRunning(rec)) await new Promise((r) => setTimeout(r, 50));
+  };
+  return {
+    endpoints: {
+      ...testEndpoints(),
+      bqApiEndpoint: bq.bqApiEndpoint,
+      bqStorageEndpoint: bq.bqStorageEndpoint!,
+      bqProjectId: bq.bqProjectId,
+    },
+    kill,
+    async start() {
+      await up(settings, quiet, env, ['bigquery']);
+    },
+    async close() {
+      // Killed rather than stopped: its data goes anyway, and threads it lost to killed clients keep
+      // it from exiting on SIGTERM (stopProcess would wait 30 s before its SIGKILL).
+      await kill();
+      await down(settings, quiet);
+      fs.rmSync(stackDir, { recursive: true, force: true });
+    },
+  };
 }
