@@ -50,6 +50,8 @@ after(async () => {
 });
 
 const BACKLOG = Number(process.env.FAULTS_BROKER_RECORDS ?? 20_000);
+// Longer than the members' session (KAFKA_SESSION_TIMEOUT_MS 6 s in harness.ts): the coordinator
+// evicts the member during the cut and the group rebalances when it is back.
 const CUT_MS = 8_000;
 const OUTAGE_MS = 6_000;
 
