@@ -142,6 +142,11 @@ function table(runs: Run[]): string {
 
 async function main(): Promise<number> {
   const sinks = parseSinks(process.env.FAULTS_SINKS ?? SINKS.join(','));
+  // The suite used to run on whatever BQ_WRITE_API said; now each run sets it.
+  if (process.env.BQ_WRITE_API && !process.env.FAULTS_SINKS)
+    log(
+      `BQ_WRITE_API=${process.env.BQ_WRITE_API} is not used here: every sink runs (FAULTS_SINKS picks some)`,
+    );
   const chosen = process.argv.slice(2);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-faults-'));
   const env: NodeJS.ProcessEnv = { ...process.env };
