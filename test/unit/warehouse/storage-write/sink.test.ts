@@ -239,6 +239,30 @@ describe('storage write sink', () => {
     assert.deepEqual(decodePosition(second.commit(0, 7).metadata)?.next, 2);
   });
 
+  it(
+    'a lost stream whose uncommitted rows span more than one batch of the replay: none appended twice',
+    {
+      // Found by test/faults/emulator-restart.faults.ts on BQ_WRITE_API=storage (146 duplicates): the
+      // rows at or below the table's highest offset are skipped only in the batch that met the lost
+      // stream; later batches of the same replay append the rest of them to the new stream again.
+      todo: 'known bug: the sink must keep skipping through maxOffsetInTable for the partition',
+    },
+    async () => {
+      const w = fakeWarehouse();
+      const first = member(w);
+      first.assign(0);
+      await first.sink.insert(TABLE, rowsOf(0, range(0, 5)));
+      const committed = first.commit(0, 1); // offsets 1..4 appended and not committed
+      w.streams.clear();
+      const second = member(w, 4n);
+      second.assign(0, committed);
+      await second.sink.insert(TABLE, rowsOf(0, range(1, 3))); // the replay's first batch: all in the table
+      await second.sink.insert(TABLE, rowsOf(0, range(3, 7))); // the second: 3 and 4 are in the table too
+      assert.deepEqual(w.log.slice(-1), ['append s2@0 5,6']);
+      assert.equal(second.metrics.skipped, 4);
+    },
+  );
+
   it('refuses to guess when the stream is shorter than a commit recorded', async () => {
     const w = fakeWarehouse();
     const first = member(w);
