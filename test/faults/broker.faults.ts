@@ -86,7 +86,7 @@ test(
       2,
       `cut ${CUT_MS / 1000} s (${resets} connections reset or refused), then 50 ms per chunk each way`,
     );
-    report(t, f, { cleanShutdownsOnly: false });
+    report(t, f, { cleanShutdownsOnly: false, detail: await s.partitionDetail() });
     assert.equal(f.deadLettered, 0);
   },
 );
@@ -126,7 +126,7 @@ test(
       `outage ${OUTAGE_MS / 1000} s plus the broker's start-up; rows at the stop ${rowsAtStop}; producer ` +
         `exit ${first.exitCode} after ${first.sent} confirmed, then ${more} more after the restart`,
     );
-    report(t, f, { cleanShutdownsOnly: false });
+    report(t, f, { cleanShutdownsOnly: false, detail: await s.partitionDetail() });
     assert.ok(f.produced >= first.sent + more);
     assert.equal(f.deadLettered, 0);
   },

@@ -120,7 +120,8 @@ export function newStream(
     KAFKA_SESSION_TIMEOUT_MS: '6000',
     KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
     METRICS_PORT: '0',
-    LOG_LEVEL: 'warn',
+    // FAULTS_LOG_LEVEL=info puts the members' rebalances and streams in their logs (FAULTS_MEMBER_LOGS).
+    LOG_LEVEL: process.env.FAULTS_LOG_LEVEL ?? 'warn',
     ...opts.env,
   });
   const topic = `${prefix}banking.transactions.v1`;
@@ -437,6 +438,8 @@ export function report(
     );
   }
   const detail = rules.detail ? `\n${rules.detail}` : '';
+  // Where duplicates are, also when they are allowed: which partitions, which offsets.
+  if (rules.detail && f.duplicates > 0) t.diagnostic(`${f.scenario} [${sink}] per partition:${detail}`);
   assert.equal(f.lost, 0, `${f.scenario}: ${f.lost} records lost${detail}`);
   assert.ok(f.produced > 0, `${f.scenario}: nothing was produced`);
   if (rules.cleanShutdownsOnly && f.duplicates !== 0)
