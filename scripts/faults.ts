@@ -183,7 +183,9 @@ async function main(): Promise<number> {
   if (own)
     for (const run of runs) fs.appendFileSync(own, run.lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
 
-  console.log(`\n[faults] summary (seed ${env.FAULTS_SEED ?? 'default'}; lines and member logs in ${tmp})\n`);
+  console.log(
+    `\n[faults] summary (seed ${env.FAULTS_SEED ?? '20261127, the harness default'}; lines and member logs in ${tmp})\n`,
+  );
   console.log(table(runs));
   console.log('');
   for (const run of runs)
