@@ -14,11 +14,12 @@ version without them fails at start-up instead of running unprotected.
 """
 
 import asyncio
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
+import grpc.aio
 
 import bqemulator.server as server
 from bqemulator.cli import main
@@ -100,25 +101,6 @@ class SerializedRequests:
                 await loop.run_in_executor(_holder, LOCK.release)
 
 
-# grpc.aio runs bqemulator's synchronous AppendRows handler in a thread for as long as the call stays
-# open, and without a pool of its own it uses the event loop's default executor: min(32, cores + 4)
-# threads, 6 on two cores. A seventh open call (a member holds one per write stream in use) then hung
-# until its deadline. The handlers take LOCK per request, so more threads add no concurrency to DuckDB;
-# they only let idle streams stay open.
-APPEND_THREADS = 512
-_aio_server = grpc.aio.server
-
-
-def _server_with_append_threads(*args, **kwargs):
-    kwargs.setdefault(
-        "migration_thread_pool",
-        ThreadPoolExecutor(max_workers=APPEND_THREADS, thread_name_prefix="bqemu-append"),
-    )
-    return _aio_server(*args, **kwargs)
-
-
-grpc.aio.server = _server_with_append_threads
-
 _create_app = server.create_app
 
 
@@ -129,6 +111,29 @@ def _create_serialized_app(context):
 
 
 server.create_app = _create_serialized_app
+
+# A thread pool of its own for the gRPC handlers. bqemulator leaves grpc.aio to run its sync handlers
+# on the event loop's default executor, min(32, cores + 4) threads (6 on a 2-core machine), and every
+# open AppendRows call holds one. A client that dies while its call is busy (SIGKILLed while appends
+# flow) loses its thread for good: the handler's wait for the next request never returns (seen with
+# bqemulator 1.4.0 and grpcio 1.85.3, also without this wrapper; a client killed while its call sits
+# idle frees it). After six such deaths no AppendRows call was served any more, by any client, while
+# REST went on answering: the fault suite's SIGKILLs of members wedged the stack's emulator. Each lost
+# thread only waits, so a large pool keeps the emulator serving through hundreds of kills
+# (BQEMU_GRPC_THREADS, default 512); a restart of the emulator frees them all.
+_GRPC_THREADS = int(os.environ.get("BQEMU_GRPC_THREADS", "512"))
+_aio_server = grpc.aio.server
+
+
+def _server_with_own_pool(*args, **kwargs):
+    kwargs.setdefault(
+        "migration_thread_pool",
+        ThreadPoolExecutor(max_workers=_GRPC_THREADS, thread_name_prefix="bqemu-grpc"),
+    )
+    return _aio_server(*args, **kwargs)
+
+
+grpc.aio.server = _server_with_own_pool
 
 if __name__ == "__main__":
     sys.argv[0] = "bqemulator"

@@ -54,9 +54,12 @@ export interface ServiceStatus {
   detail: string;
 }
 
-export async function status(s: StackSettings): Promise<ServiceStatus[]> {
+export async function status(
+  s: StackSettings,
+  only: readonly ServiceName[] = SERVICES,
+): Promise<ServiceStatus[]> {
   return Promise.all(
-    SERVICES.map(async (name) => {
+    only.map(async (name) => {
       const rec = readRecord(s.stackDir, name);
       const running = rec ? isRunning(rec) : false;
       // A server we did not start can still answer on the port; report it, but only ours is "running".
@@ -147,16 +150,18 @@ async function ensureProvisioned(s: StackSettings, tools: Toolchain, report: Rep
 
 /**
  * Starts whatever part of the stack is not running, waits until each answers a real request, then
- * writes endpoints.json. Running and healthy parts are left alone, so `up` is idempotent.
+ * writes endpoints.json. Running and healthy parts are left alone, so `up` is idempotent. `only`
+ * limits it to some services (the fault suite runs a private emulator beside the shared broker).
  */
 export async function up(
   s: StackSettings,
   report: Report,
   env: NodeJS.ProcessEnv = process.env,
+  only: readonly ServiceName[] = SERVICES,
 ): Promise<Endpoints> {
   const t0 = Date.now();
   fs.mkdirSync(s.stackDir, { recursive: true });
-  const before = await status(s);
+  const before = await status(s, only);
   const toStart = before.filter((st) => !st.healthy).map((st) => st.service);
   if (toStart.length === 0) {
     report(

@@ -96,7 +96,7 @@ test(
       `injected 429 ×${injected.rateLimit429}, 500 ×${injected.backend500}, 503 ×${injected.unavailable503}, ` +
         `dropped ×${injected.drop}, unanswered ×${injected.hang}; cut ${CUT_MS / 1000} s; slow link ${SLOW_MS} ms per request`,
     );
-    report(t, f, { cleanShutdownsOnly: false });
+    report(t, f, { cleanShutdownsOnly: false, exactlyOnceOnStorage: true, logs: () => s.memberLogs() });
     assert.ok(afterRandom.injectedTotal > 0, 'faults were injected');
     assert.equal(f.deadLettered, 0, 'no good record dead-lettered');
     if (STORAGE) {
