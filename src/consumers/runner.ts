@@ -241,9 +241,10 @@ export function createRunner(o: RunnerOptions): Runner {
   let joinPending = false;
   /**
    * Joins kafkajs reported, and the join whose state the runner holds (onJoin's barrier catches up).
-   * While they differ nothing is committed: kafkajs commits in the new generation's name, and offsets
-   * acknowledged in the old one committed then could land after kafkajs read its start positions, so it
-   * would read again records the Storage Write sink takes as not yet written.
+   * While they differ no write-ahead commit is made: kafkajs commits in the new generation's name, and
+   * a partition this member may no longer hold would get a stream recorded at an old offset. (Ordinary
+   * commits of rows that landed still go: they are true, and the storage sink passes over records below
+   * a commit that lands after kafkajs read its start positions; see processBatch.)
    */
   let generation = 0;
   let stateGeneration = 0;
@@ -328,7 +329,6 @@ export function createRunner(o: RunnerOptions): Runner {
   }
 
   async function commit(): Promise<void> {
-    if (stateGeneration !== generation) return; // see `generation`
     const offsets = tracker.committable();
     if (offsets.length === 0) return;
     await group.commit(

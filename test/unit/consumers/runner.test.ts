@@ -1368,35 +1368,6 @@ describe('createRunner: a sink that keeps its position in the Kafka commit', () 
 });
 
 describe('createRunner: generations', () => {
-  it('commits nothing acknowledged in the previous generation once kafkajs joined a new one', async (t) => {
-    const h = await setup(t, { maxRows: 2, maxInFlight: 2 });
-    const first = deferred();
-    const second = deferred();
-    h.sink.steps.push(
-      async (rows) => (await first.promise, ok(rows)),
-      async (rows) => (await second.promise, ok(rows)),
-    );
-    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
-    await h.consumer.deliver(batchOf(h, JOBS, 0, [0, 1]).payload);
-    assert.equal(h.sink.calls.length, 2);
-    // kafkajs rejoined (no REBALANCING seen first) while both writes are in flight; it commits in the
-    // new generation's name and reads its start positions right after the join. The join's cleanup
-    // waits for the writes.
-    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0], [JOBS]: [0] } });
-    first.resolve();
-    await settle();
-    // The first write landed meanwhile: committing it now would move the group past where kafkajs
-    // starts reading, in the new generation's name.
-    assert.equal(h.consumer.commitAttempts, 0);
-    second.resolve();
-    await settle();
-    assert.deepEqual(commitsOf(h), []);
-    // The new generation reads from the committed offset and commits its own writes.
-    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
-    await until('the commit', () => h.consumer.commits.length === 1);
-    assert.deepEqual(commitsOf(h), ['tx/0@2']);
-  });
-
   it('a write-ahead commit asked for after the join fails as a membership error', async (t) => {
     const log: string[] = [];
     const { hooks, ahead } = hooksLog(log);
