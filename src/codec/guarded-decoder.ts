@@ -3,6 +3,8 @@ import { isTxstreamError, TxstreamError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import { createAvroScanner } from './avro-scan.ts';
 import type { AvroScanner } from './avro-scan.ts';
+import { extendedReader, extraFields } from './evolution.ts';
+import type { ExtraField } from './evolution.ts';
 import { parseAvroSchema } from './schemas.ts';
 import { HEADER_SIZE, MAGIC_BYTE } from './wire.ts';
 import { KAFKA_DEFAULT_MAX_MESSAGE_BYTES } from '../topics.ts';
@@ -46,6 +48,12 @@ export interface GuardedDecoderOptions {
    * subject a schema belongs to.
    */
   readerTypes?: ReadonlyMap<string, avro.Type>;
+  /**
+   * Keep the top-level fields a writer schema has beyond its reader type (codec/evolution.ts): they
+   * are decoded into the value next to the reader's fields, and extraFields() names them, so the
+   * consumer can store a field a newer producer added. Default false: such fields are dropped.
+   */
+  keepExtraFields?: boolean;
   limits?: Partial<DecodeLimits>;
   /** How long an id the registry did not know is remembered before prepare() asks again; default 30 s. */
   unknownSchemaTtlMs?: number;
@@ -91,6 +99,11 @@ export interface GuardedDecoder {
   prepare(ids: Iterable<number | null | undefined>): Promise<void>;
   /** Decodes one Confluent-framed value. Synchronous; never throws. */
   decode(bytes: Uint8Array | null | undefined): GuardedDecodeResult;
+  /**
+   * The fields a prepared schema id's writer has beyond its reader type (decoded into the value only
+   * when keepExtraFields is set); empty when there are none, no reader matched, or the id is not prepared.
+   */
+  extraFields(schemaId: number): readonly ExtraField[];
 }
 
 /** The schema id in a value's header without decoding anything; undefined when it is not framed. */
@@ -111,6 +124,7 @@ interface ReadyEntry {
   /** The reader type when one matched the writer, else the writer type. */
   readonly decodeType: avro.Type;
   readonly resolver: Resolver | undefined;
+  readonly extras: readonly ExtraField[];
 }
 
 interface FailedEntry {
@@ -184,14 +198,33 @@ export function createGuardedDecoder(options: GuardedDecoderOptions): GuardedDec
     if (cached) return cached;
     let entry: ReadyEntry | FailedEntry;
     try {
-      const writer = parseAvroSchema(JSON.parse(text), 'registry schema');
+      const writerJson: unknown = JSON.parse(text);
+      const writer = parseAvroSchema(writerJson, 'registry schema');
       const scanner = createAvroScanner(writer, { maxItems: limits.maxItems, maxDepth: limits.maxDepth });
       const reader = readerFor(writer);
       if (reader === undefined) {
-        entry = { kind: 'ready', scanner, decodeType: writer, resolver: undefined };
+        entry = { kind: 'ready', scanner, decodeType: writer, resolver: undefined, extras: [] };
       } else {
         try {
-          entry = { kind: 'ready', scanner, decodeType: reader, resolver: reader.createResolver(writer) };
+          const readerJson = reader.schema({ exportAttrs: true });
+          const extended = options.keepExtraFields
+            ? extendedReader(readerJson, writerJson, writer)
+            : undefined;
+          entry = extended
+            ? {
+                kind: 'ready',
+                scanner,
+                decodeType: extended.type,
+                resolver: extended.resolver,
+                extras: extended.extras,
+              }
+            : {
+                kind: 'ready',
+                scanner,
+                decodeType: reader,
+                resolver: reader.createResolver(writer),
+                extras: extraFields(readerJson, writerJson),
+              };
         } catch (err) {
           entry = {
             kind: 'failed',
@@ -253,6 +286,11 @@ export function createGuardedDecoder(options: GuardedDecoderOptions): GuardedDec
         `cannot fetch ${failures.length} schema(s) from the registry: ${(first as Error)?.message ?? String(first)}`,
         { retriable: true, cause: first },
       );
+    },
+
+    extraFields(schemaId) {
+      const entry = known.get(schemaId);
+      return entry?.kind === 'ready' ? entry.extras : [];
     },
 
     decode(input) {
