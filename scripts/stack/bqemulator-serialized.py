@@ -14,7 +14,9 @@ version without them fails at start-up instead of running unprotected.
 """
 
 import asyncio
+import json
 import os
+import re
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -82,6 +84,79 @@ handler._handle_append_rows = _per_request(handler._handle_append_rows)
 _holder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bqemu-serial")
 
 
+# tables.patch/update as BigQuery answers them, which bqemulator 1.4.0 does not: a request whose
+# If-Match names an older etag is refused with 412, and a schema that leaves out a column the table
+# has is refused with 400 (BigQuery never drops a column through a patch). bqemulator applies both,
+# so two consumer members adding columns at once could drop each other's. Checked while the request
+# holds the lock, so nothing changes the table between the check and the patch.
+_TABLE_PATH = re.compile(r"^/bigquery/v2/projects/[^/]+/datasets/[^/]+/tables/[^/]+$")
+
+
+async def _body(receive):
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _get(app, scope):
+    """The table's current metadata through the app itself, or None."""
+    sent = {"status": 0, "body": []}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            sent["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            sent["body"].append(message.get("body", b""))
+
+    get_scope = dict(scope, method="GET", query_string=b"", headers=[
+        (k, v) for k, v in scope.get("headers", []) if k.lower() not in (b"content-length", b"content-type", b"if-match")
+    ])
+    await app(get_scope, receive, send)
+    if sent["status"] != 200:
+        return None
+    return json.loads(b"".join(sent["body"]) or b"{}")
+
+
+async def _refuse(send, status, reason, message):
+    body = json.dumps({"error": {"code": status, "message": message, "errors": [{"reason": reason, "message": message}]}}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _checked_table_write(app, scope, receive, send):
+    body = await _body(receive)
+    current = await _get(app, scope)
+    if current is not None:
+        if_match = dict(scope.get("headers", [])).get(b"if-match")
+        if if_match is not None and if_match.decode() != current.get("etag"):
+            return await _refuse(send, 412, "conditionNotMet", "Precondition check failed.")
+        try:
+            wanted = json.loads(body or b"{}").get("schema")
+        except ValueError:
+            wanted = None
+        if isinstance(wanted, dict) and isinstance(wanted.get("fields"), list):
+            names = {str(f.get("name", "")).lower() for f in wanted["fields"] if isinstance(f, dict)}
+            for f in current.get("schema", {}).get("fields", []):
+                if f.get("name", "").lower() not in names:
+                    return await _refuse(send, 400, "invalid", f"Provided Schema does not match Table. Field {f.get('name')} is missing in new schema")
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return await app(scope, replay, send)
+
+
 class SerializedRequests:
     def __init__(self, app):
         self.app = app
@@ -96,6 +171,8 @@ class SerializedRequests:
         async with self.queue:
             await loop.run_in_executor(_holder, LOCK.acquire)
             try:
+                if scope["method"] in ("PATCH", "PUT") and _TABLE_PATH.match(scope["path"]):
+                    return await _checked_table_write(self.app, scope, receive, send)
                 return await self.app(scope, receive, send)
             finally:
                 await loop.run_in_executor(_holder, LOCK.release)
