@@ -1,4 +1,5 @@
 import { pino } from 'pino';
+import { extraFields } from './codec/evolution.ts';
 import { createGuardedDecoder } from './codec/guarded-decoder.ts';
 import type { BankingTransaction, JobExecution } from './codec/records.ts';
 import { createRegistryClient, registryConnection } from './codec/registry.ts';
@@ -8,17 +9,23 @@ import type { Config } from './config/config.ts';
 import { ConfigError, consumerProblems } from './config/config.ts';
 import type { CommittedOffset, RunnerSink, TopicBinding } from './consumers/runner.ts';
 import { createRunner } from './consumers/runner.ts';
+import {
+  createSchemaEvolution,
+  evolvingBinding,
+  reportUnstoredFields,
+} from './consumers/schema-evolution.ts';
 import { createKafka, createTrackedConsumer, kafkaConnection, lazyAdmin } from './kafka/client.ts';
 import { committedOffsets } from './kafka/committed.ts';
 import { createKafkaSender } from './kafka/producer.ts';
 import { createConsumerMetrics } from './observability/metrics.ts';
 import type { ObservabilityServer } from './observability/server.ts';
 import { startObservabilityServer } from './observability/server.ts';
-import { jobExecutionRow, transactionRow } from './pipeline/rows.ts';
+import { jobExecutionRow, ROW_COLUMNS, transactionRow } from './pipeline/rows.ts';
 import type { KafkaLineage, RowResult } from './pipeline/rows.ts';
 import { createDlqPublisher } from './producers/dlq.ts';
 import { createTopicCatalogue } from './topics.ts';
 import { createBigQuery } from './warehouse/client.ts';
+import { createTableEvolver, tablesPort } from './warehouse/evolve-table.ts';
 import { createBigQuerySink } from './warehouse/sink.ts';
 import { createLoadJobSink, DEFAULT_MAX_FILE_BYTES } from './warehouse/load-sink.ts';
 import { createStorageWriteClient, tableSchemaFromRest } from './warehouse/storage-write/client.ts';
@@ -72,6 +79,7 @@ export async function buildConsumerApp(o: {
       ['io.txstream.v1.BankingTransaction', tx.type],
       ['io.txstream.v1.JobExecution', job.type],
     ]),
+    keepExtraFields: config.bigquery.autoAddColumns,
   });
   // Open value lists: a new status from a newer producer is data, not an error, in the warehouse.
   const txValid = createValidator<BankingTransaction>(tx.json, tx.type, {
@@ -101,18 +109,14 @@ export async function buildConsumerApp(o: {
         };
       return map(checked.value, lineage, at) as RowResult<Record<string, unknown>>;
     };
-  const bindings: TopicBinding[] = [
-    {
-      topic: catalogue.get('transactions').name,
-      table: 'fact_banking_transactions',
-      map: validated(txValid, transactionRow),
-    },
-    {
-      topic: catalogue.get('job-executions').name,
-      table: 'fact_job_executions',
-      map: validated(jobValid, jobExecutionRow),
-    },
-  ];
+  const facts = [
+    { topic: catalogue.get('transactions'), table: 'fact_banking_transactions', schema: tx },
+    { topic: catalogue.get('job-executions'), table: 'fact_job_executions', schema: job },
+  ] as const;
+  const mappers = {
+    fact_banking_transactions: validated(txValid, transactionRow),
+    fact_job_executions: validated(jobValid, jobExecutionRow),
+  };
 
   const bq = createBigQuery({
     ...config.bigquery,
@@ -123,6 +127,25 @@ export async function buildConsumerApp(o: {
   const connection = kafkaConnection(config, 'consumer');
   const kafka = createKafka(connection);
   const metrics = createConsumerMetrics();
+  // Schema evolution (BQ_AUTO_ADD_COLUMNS): a newer writer schema's fields become columns before its
+  // records are written, on every sink; the sink is told, so a cached table schema is read anew.
+  const evolver = createTableEvolver({ port: tablesPort(bq, config.bigquery.dataset) });
+  const bindings: TopicBinding[] = facts.map((f) =>
+    evolvingBinding(
+      { topic: f.topic.name, table: f.table, map: mappers[f.table] },
+      createSchemaEvolution({
+        topic: f.topic.name,
+        table: f.table,
+        addColumns: config.bigquery.autoAddColumns,
+        extraFields: (id) => decoder.extraFields(id),
+        evolver,
+        ownColumns: ROW_COLUMNS[f.table],
+        tableChanged: (table) => sink.tableChanged?.(table),
+        logger: logger.child({ component: 'schema-evolution' }),
+        metrics: metrics.evolution,
+      }),
+    ),
+  );
   // Streaming inserts (insertAll, or the Storage Write API with BQ_WRITE_API=storage), or load jobs of
   // NDJSON at an interval (ENABLE_BQ_STREAMING=false): the same runner, the same commit rules; only the
   // warehouse port and the batch sizes differ.
@@ -239,6 +262,17 @@ export async function buildConsumerApp(o: {
         });
         logger.info({ host: config.metrics.host, port: server.port }, 'metrics and probes listening');
       }
+      if (!config.bigquery.autoAddColumns)
+        await reportUnstoredFields({
+          subjects: facts.map((f) => ({
+            topic: f.topic.name,
+            subject: f.topic.subject,
+            readerJson: f.schema.json,
+          })),
+          latest: (subject) => registry.latest(subject),
+          extraFields,
+          logger,
+        });
       try {
         await consumer.connect();
         await runner.start();

@@ -95,6 +95,10 @@ const schema = z.object({
     .regex(SQL_IDENTIFIER, 'must be a BigQuery dataset id (letters, digits, _)')
     .default('rpa_warehouse'),
   BQ_LOCATION: z.string().min(1).default('US'),
+  // Schema evolution: a newer writer schema's fields that the fact table lacks become NULLABLE columns
+  // (tables.patch, additive only) before its records are written. false: they are not stored, and
+  // txstream_fields_dropped_total counts the records that carried them. All sinks.
+  BQ_AUTO_ADD_COLUMNS: bool.default(true),
   ENABLE_BQ_STREAMING: bool.default(true),
   // How streaming writes reach BigQuery: the Storage Write API with offsets tied to the Kafka commit
   // (exactly once, half the price; the default), or legacy insertAll (at least once; insertId dedup is
@@ -253,6 +257,8 @@ export interface Config {
     keyFile?: string;
     dataset: string;
     location: string;
+    /** Add NULLABLE columns for fields of newer writer schemas (BQ_AUTO_ADD_COLUMNS). */
+    autoAddColumns: boolean;
   };
   streaming: {
     enabled: boolean;
@@ -488,6 +494,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       ...(v.GCP_KEY_FILE ? { keyFile: v.GCP_KEY_FILE } : {}),
       dataset: v.BQ_DATASET,
       location: v.BQ_LOCATION,
+      autoAddColumns: v.BQ_AUTO_ADD_COLUMNS,
     },
     streaming: {
       enabled: v.ENABLE_BQ_STREAMING,

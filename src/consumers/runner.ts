@@ -52,6 +52,12 @@ export interface TopicBinding {
   topic: string;
   table: string;
   map(record: unknown, lineage: KafkaLineage, ingestedAtMicros: number): RowResult<Record<string, unknown>>;
+  /**
+   * Readies the table for records of these schema ids before any of them is mapped (adds the columns
+   * of a newer schema: consumers/schema-evolution.ts). Called once per batch, after the decoder
+   * prepared the ids; a TxstreamError it throws is retried or stops the consumer like any other.
+   */
+  prepare?(schemaIds: readonly (number | undefined)[]): Promise<void>;
 }
 
 export interface SinkRowResult {
@@ -74,6 +80,8 @@ export interface RunnerSink {
   ordered?: boolean;
   /** For a sink whose per-partition position travels in the Kafka commit (the Storage Write API sink). */
   partitions?: PartitionHooks;
+  /** Columns were added to `table`: a sink that caches the table's schema reads it anew. */
+  tableChanged?(table: string): void;
 }
 
 /** What the group committed for a partition. */
@@ -554,11 +562,9 @@ export function createRunner(o: RunnerOptions): Runner {
       });
       await assignToSink(batch.topic, batch.partition, heartbeat);
     }
-    await withRetry(
-      'fetch schemas',
-      () => o.decoder.prepare(batch.messages.map((m) => peekSchemaId(m.value))),
-      heartbeat,
-    );
+    const schemaIds = batch.messages.map((m) => peekSchemaId(m.value));
+    await withRetry('fetch schemas', () => o.decoder.prepare(schemaIds), heartbeat);
+    if (binding.prepare) await withRetry('evolve table', () => binding.prepare!(schemaIds), heartbeat);
     const dead: DeadLetter[] = [];
     o.metrics?.consumed(batch.topic, batch.messages.length);
     // Records below what the group had committed when the sink was told its position are written
@@ -590,7 +596,9 @@ export function createRunner(o: RunnerOptions): Runner {
       } else {
         const mapped = binding.map(decoded.value, { ...lineage, schemaId: decoded.schemaId }, wallMicros());
         if (!mapped.ok) {
-          dead.push(deadLetterOf(base, 'map', 'INVALID_RECORD', `${mapped.field}: ${mapped.reason}`));
+          dead.push(
+            deadLetterOf(base, 'map', mapped.code ?? 'INVALID_RECORD', `${mapped.field}: ${mapped.reason}`),
+          );
         } else {
           const item: Pending = {
             ...base,

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PartitionLag, RunnerMetrics } from '../consumers/runner.ts';
+import type { EvolutionMetrics } from '../consumers/schema-evolution.ts';
 import type { StorageSinkMetrics } from '../warehouse/storage-write/sink.ts';
 
 // One registry per app, never prom-client's global default: two apps in one process (tests, a future
@@ -11,6 +12,8 @@ export interface ConsumerMetrics {
   runner: RunnerMetrics;
   /** The Storage Write API sink's (BQ_WRITE_API=storage). */
   storage: StorageSinkMetrics;
+  /** Schema evolution's (BQ_AUTO_ADD_COLUMNS). */
+  evolution: EvolutionMetrics;
   /** Where the lag gauge reads from at each scrape (the runner, once it exists). */
   setLagSource(source: () => readonly PartitionLag[]): void;
 }
@@ -131,8 +134,24 @@ export function createConsumerMetrics(o: { defaultMetrics?: boolean } = {}): Con
     help: 'Storage Write API streams this member appends to (one per table and partition held).',
     registers: [registry],
   });
+  const fieldsDropped = new Counter({
+    name: 'txstream_fields_dropped_total',
+    help: 'Records whose writer schema carried a field that is not stored (BQ_AUTO_ADD_COLUMNS=false, or a name txstream fills itself), per topic and field.',
+    labelNames: ['topic', 'field'] as const,
+    registers: [registry],
+  });
+  const columnsAdded = new Counter({
+    name: 'txstream_columns_added_total',
+    help: 'Columns this member added to a table for fields of a newer writer schema, per table.',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
   return {
     registry,
+    evolution: {
+      fieldsDropped: (topic, field, n) => fieldsDropped.inc({ topic, field }, n),
+      columnsAdded: (table, n) => columnsAdded.inc({ table }, n),
+    },
     storage: {
       appended: (table, n) => storageAppended.inc({ table }, n),
       skipped: (table, n) => storageSkipped.inc({ table }, n),

@@ -34,7 +34,13 @@ export type RowResult<J> =
       /** UTF-8 bytes of JSON.stringify(row): what the row adds to an insertAll request body. */
       readonly bytes: number;
     }
-  | { readonly ok: false; readonly field: string; readonly reason: string };
+  | {
+      readonly ok: false;
+      readonly field: string;
+      readonly reason: string;
+      /** The dead letter's error code; INVALID_RECORD when absent. */
+      readonly code?: 'INVALID_RECORD' | 'SCHEMA_INCOMPATIBLE';
+    };
 
 /** Ingestion time: epoch microseconds (UTC) or a Date, taken from the injected clock by the caller. */
 export type IngestedAt = EpochMicros | Date;

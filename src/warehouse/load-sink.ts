@@ -521,6 +521,9 @@ export function createLoadJobSink(options: LoadJobSinkOptions): RunnerSink {
   };
 
   return {
+    tableChanged(table) {
+      tables.delete(table);
+    },
     async insert(table, rows) {
       for (const [i, row] of rows.entries()) {
         if (typeof row.insertId !== 'string' || row.insertId === '')

@@ -470,6 +470,18 @@ export function createBigQuerySink(options: BigQuerySinkOptions): WarehouseSink 
           let serverLike = failure.kind === 'server';
           if (failure.kind === 'partial') {
             healthy = true;
+            // Every row of a mapper has the same columns, and the consumer adds a newer schema's columns
+            // before it writes them (consumers/schema-evolution.ts): "no such field" is the table's
+            // streaming path not knowing a column yet (BigQuery can take minutes to see a column a
+            // tables.patch added), not a bad row. Rejecting would dead-letter every row until then.
+            const unknownColumn = [...failure.rows.values()]
+              .flat()
+              .find((e) => /no such field/i.test(e.message ?? ''));
+            if (unknownColumn)
+              throw unavailable(
+                `${unknownColumn.message ?? 'no such field'}: the table does not take a column of these rows yet (a column just added can take minutes to reach BigQuery's streaming); retrying`,
+                thrown,
+              );
             const resend: number[] = [];
             let settled = 0;
             for (const [k, i] of piece.entries()) {

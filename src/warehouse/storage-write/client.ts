@@ -118,6 +118,18 @@ export function classifyStatus(status: StatusLike, cause?: unknown): AppendOutco
     (code === FAILED_PRECONDITION && /finali[sz]ed/i.test(message))
   )
     return { kind: 'stream-gone', message };
+  // The writer schema has a column the stream does not know yet: BigQuery updates an open stream's
+  // schema some minutes after a tables.patch added columns (and says so with updated_schema). Not a bad
+  // row and not for good: the same append is retried until the stream has caught up.
+  if (
+    status.storageCode === StorageErrorCode.SCHEMA_MISMATCH_EXTRA_FIELDS ||
+    (code === INVALID_ARGUMENT && /more fields than|extra fields/i.test(message))
+  )
+    return new TxstreamError(
+      'WAREHOUSE_UNAVAILABLE',
+      `${message} (a column added moments ago has not reached the write stream yet; retrying)`,
+      { retriable: true, ...(cause === undefined ? {} : { cause }) },
+    );
   return statusError(code, message, cause);
 }
 
@@ -485,6 +497,10 @@ export function createStorageWriteClient(o: StorageWriteClientOptions): StorageW
         if (err instanceof TxstreamError) throw err;
         throw new TxstreamError('WAREHOUSE_ERROR', `append to ${stream}: ${String(err)}`, { cause: err });
       });
+    },
+
+    tableChanged(table) {
+      encoders.delete(table);
     },
 
     async close() {

@@ -38,6 +38,12 @@ export interface StorageWriteClient {
     rows: readonly Record<string, unknown>[],
     offset: number,
   ): Promise<AppendOutcome>;
+  /**
+   * The table's schema changed (columns were added): rows are encoded with its schema read anew, and
+   * each stream's connection is replaced by one with the new writer schema at its next append, after
+   * that stream's appends in flight (one connection reads its writer schema once).
+   */
+  tableChanged?(table: string): void;
   /** Closes every connection. */
   close(): Promise<void>;
 }

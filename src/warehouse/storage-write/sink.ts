@@ -279,6 +279,7 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
       }
       return results as SinkRowResult[];
     },
+    tableChanged: (table) => o.client.tableChanged?.(table),
     close: () => o.client.close(),
   };
 }

@@ -201,6 +201,7 @@ function fakeDecoder() {
       const failure = d.failures.shift();
       if (failure) throw failure;
     },
+    extraFields: () => [],
     decode(bytes: Uint8Array | null | undefined): GuardedDecodeResult {
       if (!bytes) return { ok: false, code: 'POISON_RECORD', reason: 'value is null', retriable: false };
       if (bytes.length < 5 || bytes[0] !== 0)
@@ -326,6 +327,8 @@ interface SetupOptions {
   maxInFlight?: number;
   /** The sink takes a partition's rows in offset order only (as the Storage Write API sink does). */
   ordered?: boolean;
+  /** A prepare() for the transactions binding (schema evolution adds columns there). */
+  prepare?: (ids: readonly (number | undefined)[]) => Promise<void>;
   /** Gives the sink partition hooks (as the Storage Write API sink has) and the group's commits. */
   partitions?: {
     hooks: PartitionHooks;
@@ -362,7 +365,10 @@ async function setup(t: TestContext, o: SetupOptions = {}) {
         }
       : {}),
     consumer: consumer as unknown as Consumer,
-    bindings: [binding(TX, 'fact_tx'), binding(JOBS, 'fact_jobs')],
+    bindings: [
+      { ...binding(TX, 'fact_tx'), ...(o.prepare ? { prepare: o.prepare } : {}) },
+      binding(JOBS, 'fact_jobs'),
+    ],
     decoder: decoder satisfies GuardedDecoder,
     sink,
     dlq,
@@ -1186,6 +1192,46 @@ describe('createRunner', () => {
     assert.deepEqual(h.decoder.prepared, [[42], [42]]);
     assert.deepEqual(h.metricsOf('retried'), [['fetch schemas']]);
     assert.deepEqual(commitsOf(h), ['tx/0@1']);
+  });
+});
+
+describe('createRunner: readying the table for a batch (schema evolution)', () => {
+  it('prepares the binding with the batch’s schema ids after the decoder, before any record is mapped', async (t) => {
+    const order: string[] = [];
+    let failures = 1;
+    const h = await setup(t, {
+      maxRows: 1,
+      prepare: async (ids) => {
+        order.push(`prepare ${ids.join(',')} after decoder ${h.decoder.prepared.length}`);
+        if (failures-- > 0) throw new TxstreamError('WAREHOUSE_UNAVAILABLE', 'HTTP 503', { retriable: true });
+      },
+    });
+    const b = batchOf(h, TX, 0, [
+      { offset: 0, value: framed({ id: 'a' }, 42) },
+      { offset: 1, value: framed({ id: 'b' }, 43) },
+    ]);
+    await h.consumer.deliver(b.payload);
+    assert.deepEqual(order, ['prepare 42,43 after decoder 1', 'prepare 42,43 after decoder 1']);
+    assert.deepEqual(h.metricsOf('retried'), [['evolve table']]);
+    assert.equal(commitsOf(h).at(-1), 'tx/0@2');
+  });
+
+  it('stops the consumer when the table cannot be readied for good, and writes nothing of the batch', async (t) => {
+    const h = await setup(t, {
+      maxRows: 1,
+      prepare: async () => {
+        throw new TxstreamError('WAREHOUSE_ERROR', 'cannot add columns: permission denied');
+      },
+    });
+    const b = batchOf(h, TX, 0, [{ offset: 0, value: framed({ id: 'a' }, 42) }]);
+    await h.consumer.deliver(b.payload).catch(() => undefined);
+    await until('the fatal error', () => h.fatal.length === 1);
+    assert.match(h.fatal[0]!.message, /permission denied/);
+    assert.deepEqual(
+      ioLog(h).filter((l) => l.startsWith('insert')),
+      [],
+    );
+    assert.deepEqual(commitsOf(h), []);
   });
 });
 

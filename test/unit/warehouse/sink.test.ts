@@ -289,6 +289,41 @@ describe('createBigQuerySink', () => {
     assert.ok(landed.size > 0 && landed.size < rows.length, `landed ${landed.size} of ${rows.length}`);
   });
 
+  it('"no such field" is a column the table does not take yet, retried as a whole, not dead-lettered', async () => {
+    // Real BigQuery's streaming can lag minutes behind a tables.patch that added a column; every row of
+    // the request carries it, so rejecting would dead-letter all of them until then.
+    let calls = 0;
+    const { bq, landed } = fakeClient((sent) => {
+      calls++;
+      return partialFailure(
+        sent,
+        new Map(
+          sent.map((_, i) => [
+            i,
+            i === 0
+              ? [{ reason: 'invalid', message: 'no such field: channel.' }]
+              : [{ reason: 'stopped', message: '' }],
+          ]),
+        ),
+      );
+    });
+    const { sink } = sinkFor(bq);
+    const rows = rowsOf(3);
+    const err = await sink.insert('fact_banking_transactions', rows).then(
+      () => assert.fail('expected a retriable throw'),
+      (e: unknown) => e,
+    );
+    assert.ok(isTxstreamError(err, 'WAREHOUSE_UNAVAILABLE') && err.retriable, String(err));
+    assert.match((err as Error).message, /no such field: channel\..*retrying/);
+    assert.deepEqual(
+      settledBeforeThrow(err),
+      [undefined, undefined, undefined],
+      'no row settled or rejected',
+    );
+    assert.equal(calls, 1);
+    assert.equal(landed.size, 0);
+  });
+
   it('sends one request with our insertIds, no skipping, no ignoring and no client retries', async () => {
     const { bq, calls, landed } = fakeClient(() => undefined);
     const { sink, sleeps } = sinkFor(bq);
@@ -437,7 +472,10 @@ describe('createBigQuerySink', () => {
       const rows = rowsOf(4);
       const { bq, calls } = fakeClient((sent, call) =>
         call === 1
-          ? partialFailure(sent, new Map([[2, [{ reason: 'invalid', message: 'no such field: x' }]]]))
+          ? partialFailure(
+              sent,
+              new Map([[2, [{ reason: 'invalid', message: 'Cannot convert value to integer.' }]]]),
+            )
           : undefined,
       );
       const outcome = await sinkFor(bq).sink.insert('t', rows);

@@ -63,6 +63,23 @@ describe('classifyStatus', () => {
     });
   });
 
+  it('retries an append whose columns the stream does not know yet (a column just added), for BigQuery’s code and message', () => {
+    for (const status of [
+      {
+        code: 3,
+        message: 'Input schema has more fields than BigQuery schema',
+        storageCode: Code.SCHEMA_MISMATCH_EXTRA_FIELDS,
+      },
+      { code: 3, message: 'Input schema has more fields than BigQuery schema, extra fields: channel' },
+    ]) {
+      const err = classifyStatus(status);
+      assert.ok(isTxstreamError(err, 'WAREHOUSE_UNAVAILABLE') && err.retriable, JSON.stringify(status));
+      assert.match(err.message, /not reached the write stream yet/);
+    }
+    const other = classifyStatus({ code: 3, message: 'Field amount: invalid value' });
+    assert.ok(isTxstreamError(other, 'WAREHOUSE_ERROR'), 'any other INVALID_ARGUMENT stays fatal');
+  });
+
   it('reports a stream that no longer takes appends as stream-gone', () => {
     for (const status of [
       { code: 5, message: 'Stream not found: projects/p/datasets/d/tables/t/streams/0123456789abcdef' },
