@@ -88,7 +88,8 @@ _holder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bqemu-serial")
 # If-Match names an older etag is refused with 412, and a schema that leaves out a column the table
 # has is refused with 400 (BigQuery never drops a column through a patch). bqemulator applies both,
 # so two consumer members adding columns at once could drop each other's. Checked while the request
-# holds the lock, so nothing changes the table between the check and the patch.
+# holds the lock, so nothing changes the table between the check and the patch. A patch that adds
+# columns also adds them to the emulator's own table (_add_columns), which bqemulator leaves out.
 _TABLE_PATH = re.compile(r"^/bigquery/v2/projects/[^/]+/datasets/[^/]+/tables/[^/]+$")
 
 
@@ -154,7 +155,49 @@ async def _checked_table_write(app, scope, receive, send):
         replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return await app(scope, replay, send)
+    status = {"code": 0}
+
+    async def observed(message):
+        if message["type"] == "http.response.start":
+            status["code"] = message["status"]
+        await send(message)
+
+    await app(scope, replay, observed)
+    if status["code"] == 200 and current is not None:
+        await _add_columns(app, scope, current, wanted)
+
+
+async def _add_columns(app, scope, current, wanted):
+    """bqemulator's tables.patch changes the table's metadata only: its DuckDB table keeps the old
+    columns, so queries miss the new ones and an insert carrying them fails. BigQuery adds them to the
+    table itself; an ALTER TABLE per added column (the emulator takes one per statement) does here."""
+    if not isinstance(wanted, dict) or not isinstance(wanted.get("fields"), list):
+        return
+    have = {str(f.get("name", "")).lower() for f in current.get("schema", {}).get("fields", [])}
+    _, project, _, dataset, _, table = scope["path"].split("/")[3:9]
+    for f in wanted["fields"]:
+        name = str(f.get("name", ""))
+        kind = str(f.get("type", ""))
+        if name.lower() in have or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not re.fullmatch(r"[A-Z0-9]+", kind):
+            continue
+        query = {"query": f"ALTER TABLE `{dataset}.{table}` ADD COLUMN IF NOT EXISTS `{name}` {kind}", "useLegacySql": False}
+        body = json.dumps(query).encode()
+        sent = {"status": 0, "body": []}
+
+        async def receive(body=body):
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message, sent=sent):
+            if message["type"] == "http.response.start":
+                sent["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                sent["body"].append(message.get("body", b""))
+
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in (b"content-length", b"if-match")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await app(dict(scope, method="POST", path=f"/bigquery/v2/projects/{project}/queries", raw_path=None, query_string=b"", headers=headers), receive, send)
+        if sent["status"] != 200:
+            print(f"bqemulator-serialized: ALTER TABLE {dataset}.{table} ADD COLUMN {name} failed: {b''.join(sent['body'])[:300]!r}", file=sys.stderr)
 
 
 class SerializedRequests:
