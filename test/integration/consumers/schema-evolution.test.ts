@@ -42,6 +42,7 @@ const bq = createBigQuery({ projectId: e.bqProjectId, apiEndpoint: e.bqApiEndpoi
 const registry = createRegistryClient({ url: e.schemaRegistryUrl });
 const TABLE = 'fact_banking_transactions';
 const DROPPED = 'txstream_fields_dropped_total';
+const ADDED = 'txstream_columns_added_total';
 
 // Small enough that a scenario takes seconds; N is split around v2's registration (see evolve()).
 const N = 300;
@@ -417,6 +418,13 @@ for (const { sink, env } of SINKS) {
           counterSum(scrapes, DROPPED, { topic: r.topic }),
           0,
           'with the flag on no field is dropped',
+        );
+        // Both members met v2; between them the two columns were added exactly once (the other found
+        // them there, or lost the etag race and re-read).
+        assert.equal(
+          counterSum(scrapes, ADDED, { table: 'fact_banking_transactions' }),
+          2,
+          'channel and fee added once across the two members',
         );
 
         if (sink === 'storage') {

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ExtraField } from '../../../src/codec/evolution.ts';
-import { createSchemaEvolution, evolvingBinding } from '../../../src/consumers/schema-evolution.ts';
+import { extraFields } from '../../../src/codec/evolution.ts';
+import {
+  createSchemaEvolution,
+  evolvingBinding,
+  reportUnstoredFields,
+} from '../../../src/consumers/schema-evolution.ts';
 import type { RowResult } from '../../../src/pipeline/rows.ts';
 import type { ColumnSpec } from '../../../src/warehouse/avro-columns.ts';
 import type { EnsureResult, TableEvolver } from '../../../src/warehouse/evolve-table.ts';
@@ -189,5 +194,49 @@ describe('evolvingBinding', () => {
       0,
     );
     assert.ok(row.ok && row.row.json.channel === 'branch');
+  });
+});
+
+describe('reportUnstoredFields', () => {
+  it('names, at start-up, the latest schema’s fields that will not be stored, per subject; a registry error is not fatal', async () => {
+    const reader = { type: 'record', name: 'T', fields: [{ name: 'id', type: 'string' }] };
+    const latest: Record<string, { id: number; schema: string } | null> = {
+      'tx-value': {
+        id: 9,
+        schema: JSON.stringify({
+          ...reader,
+          fields: [...reader.fields, { name: 'channel', type: 'string' }],
+        }),
+      },
+      'jobs-value': { id: 3, schema: JSON.stringify(reader) },
+      'new-value': null,
+    };
+    const warned: { obj: object; msg: string }[] = [];
+    const debug: object[] = [];
+    await reportUnstoredFields({
+      subjects: [
+        { topic: 'tx', subject: 'tx-value', readerJson: reader },
+        { topic: 'jobs', subject: 'jobs-value', readerJson: reader },
+        { topic: 'new', subject: 'new-value', readerJson: reader },
+        { topic: 'down', subject: 'down-value', readerJson: reader },
+      ],
+      latest: async (subject) => {
+        if (subject === 'down-value') throw new Error('registry unavailable');
+        return latest[subject] ?? null;
+      },
+      extraFields,
+      logger: {
+        info: () => undefined,
+        warn: (obj, msg) => warned.push({ obj, msg }),
+        debug: (obj) => debug.push(obj),
+      },
+    });
+    assert.deepEqual(warned, [
+      {
+        obj: { topic: 'tx', subject: 'tx-value', schemaId: 9, fields: ['channel'] },
+        msg: 'BQ_AUTO_ADD_COLUMNS=false: fields of the latest schema are not being stored',
+      },
+    ]);
+    assert.equal(debug.length, 1);
   });
 });
