@@ -24,6 +24,7 @@ import {
   until,
 } from '../../support/consumer-harness.ts';
 import { testEndpoints, txstreamEnv, uniqueName } from '../../support/endpoints.ts';
+import { readTopic } from '../../support/consume.ts';
 import { freePorts } from '../../support/ports.ts';
 
 // Issue 15, schema evolution on every sink. Two members of one group consume the transactions topic
@@ -484,5 +485,69 @@ test(
         `${DROPPED} summed over both members`,
       );
     });
+  },
+);
+
+// ---------------------------------------------------------------------------------------------------
+// A type change BigQuery cannot take.
+
+test(
+  'a field whose column exists with a type its values cannot go into: those records are dead-lettered with the reason, the rest keep landing',
+  { timeout: 180_000 },
+  async () => {
+    const r = await setUp('retype', { BQ_WRITE_API: 'insert-all' });
+    const subject = `${r.topic}-value`;
+    // BACKWARD would refuse string → long; a producer team with NONE (or a second subject) can still
+    // send it, and the consumer must neither stall nor alter the column.
+    await registry.setCompatibility(subject, 'NONE');
+    const v2 = (await registry.register(subject, JSON.stringify(v2Json))).id;
+    const retyped = { ...(tx.json as object), fields: [...v1Fields, { ...CHANNEL, type: ['null', 'long'] }] };
+    const v4 = (await registry.register(subject, JSON.stringify(retyped))).id;
+    const encodeV2 = createWireEncoder(v2, v2Type);
+    const encodeV4 = createWireEncoder(v4, avro.Type.forSchema(retyped as avro.Schema, avroTypeOptions()));
+    const before = transactions('v2a', 4, 50).map((t, i) => ({
+      key: t.account_number,
+      value: encodeV2({ ...t, channel: `web-${i}`, fee: '1.00' }),
+    }));
+    const bad = transactions('v4', 5, 30).map((t, i) => ({
+      key: t.account_number,
+      value: encodeV4({ ...t, channel: i }),
+    }));
+    const later = transactions('v2b', 6, 20).map((t) => ({
+      key: t.account_number,
+      value: encodeV2({ ...t, channel: 'branch', fee: null }),
+    }));
+    await withMembers(r, async () => {
+      await send(r.topic, before);
+      await until(
+        'the v2 rows, with the channel column added',
+        async () => (await rowCount(r)) === 50,
+        60_000,
+      );
+      await send(r.topic, bad);
+      await send(r.topic, later);
+      await until(
+        'the later v2 rows behind the refused ones',
+        async () => (await rowCount(r)) === 70 && (await committedToEnd(r)),
+        60_000,
+      );
+    });
+    const letters = await readTopic(e.kafkaBrokers, r.dlq, 30);
+    assert.equal(letters.length, 30);
+    for (const l of letters) {
+      const header = (k: string) => l.message.headers?.[k]?.toString();
+      assert.equal(header('txstream.error.code'), 'SCHEMA_INCOMPATIBLE');
+      assert.match(
+        header('txstream.error.reason') ?? '',
+        new RegExp(`schema id ${v4}: field channel is INT64 but column channel is STRING`),
+      );
+    }
+    assert.equal(await topicRecords(admin, r.dlq), 30, 'only the retyped records');
+    const channel = (await tableFields(r)).filter((f) => f.name === 'channel');
+    assert.deepEqual(
+      channel.map((f) => f.type),
+      ['STRING'],
+      'the column is left as it was',
+    );
   },
 );
