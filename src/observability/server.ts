@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { ConfigError } from '../config/config.ts';
 
 // The metrics and probe endpoint: GET /metrics (Prometheus text), /healthz (liveness: the process
 // answers and its consumer can still make progress), /readyz (readiness: the consumer is a running
@@ -57,9 +58,10 @@ export async function startObservabilityServer(o: {
   // A scrape must not keep the process alive after stop().
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (err: NodeJS.ErrnoException) => reject(listenError(err, o.host, o.port));
+    server.once('error', failed);
     server.listen(o.port, o.host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });
@@ -72,4 +74,20 @@ export async function startObservabilityServer(o: {
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * A port that cannot be bound is a configuration problem, named by its setting: a second member on the
+ * same host otherwise failed with a bare `listen EADDRINUSE 127.0.0.1:9464`.
+ */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
+  if (err.code === 'EADDRINUSE')
+    return new ConfigError([
+      `METRICS_PORT: ${host}:${port} is already in use (another txstream process on this host?). Give each process on one host its own METRICS_PORT, or METRICS_PORT=0 to run without metrics and probes`,
+    ]);
+  if (err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL')
+    return new ConfigError([
+      `METRICS_HOST/METRICS_PORT: cannot listen on ${host}:${port} (${err.code}: ${err.message})`,
+    ]);
+  return err;
 }

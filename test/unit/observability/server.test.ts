@@ -48,7 +48,7 @@ test('serves metrics, liveness and readiness; closes on request', async () => {
   await assert.rejects(fetch(`http://127.0.0.1:${server.port}/healthz`));
 });
 
-test('a taken port fails the start loudly', async () => {
+test('a taken port fails the start loudly, naming METRICS_PORT and what to do (a second member on one host)', async () => {
   const metrics = createConsumerMetrics({ defaultMetrics: false });
   const first = await startObservabilityServer({
     registry: metrics.registry,
@@ -64,7 +64,15 @@ test('a taken port fails the start loudly', async () => {
         host: '127.0.0.1',
         port: first.port,
       }),
-      /EADDRINUSE/,
+      (err: Error & { problems?: string[] }) => {
+        assert.deepEqual(err.problems?.length, 1, 'a configuration problem: the CLI prints it and exits 2');
+        assert.match(
+          err.message,
+          new RegExp(`METRICS_PORT: 127\\.0\\.0\\.1:${first.port} is already in use`),
+        );
+        assert.match(err.message, /its own METRICS_PORT, or METRICS_PORT=0/);
+        return true;
+      },
     );
   } finally {
     await first.close();
