@@ -182,7 +182,7 @@ describe('dashboard, rules and compose files are well formed', () => {
     }
   });
 
-  test('promtool accepts the rules and the Prometheus configuration', async (t) => {
+  test('promtool accepts the rules, their unit tests and the Prometheus configuration', async (t) => {
     const promtool = (process.env.PATH ?? '')
       .split(path.delimiter)
       .map((d) => path.join(d, 'promtool'))
@@ -190,6 +190,8 @@ describe('dashboard, rules and compose files are well formed', () => {
     if (!promtool) return t.skip('promtool is not installed (Debian: apt-get install prometheus)');
     const run = promisify(execFile);
     await run(promtool, ['check', 'rules', path.join(PROJECT_ROOT, 'deploy/prometheus/rules.yaml')]);
+    // Which alerts fire on made-up series of a stuck, a healthy and a restarting member.
+    await run(promtool, ['test', 'rules', path.join(PROJECT_ROOT, 'deploy/prometheus/rules.test.yaml')]);
     // The configuration names the rules where the compose file mounts them; check it beside a copy.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-promtool-'));
     try {
