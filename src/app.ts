@@ -127,6 +127,13 @@ export async function buildConsumerApp(o: {
   const connection = kafkaConnection(config, 'consumer');
   const kafka = createKafka(connection);
   const metrics = createConsumerMetrics();
+  // Every topic's counters exist at 0 from the start: increase() over a series that appears with its
+  // first event misses that event, so an alert on the first dead letter would never fire.
+  for (const f of facts) {
+    metrics.runner.consumed(f.topic.name, 0);
+    metrics.runner.inserted(f.topic.name, 0, 0);
+    metrics.runner.deadLettered(f.topic.name, 0);
+  }
   // Schema evolution (BQ_AUTO_ADD_COLUMNS): a newer writer schema's fields become columns before its
   // records are written, on every sink; the sink is told, so a cached table schema is read anew.
   const evolver = createTableEvolver({ port: tablesPort(bq, config.bigquery.dataset) });

@@ -1,6 +1,6 @@
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import { pino } from 'pino';
-import { Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { GuardedDecoder } from '../codec/guarded-decoder.ts';
 import { createGuardedDecoder, peekSchemaId } from '../codec/guarded-decoder.ts';
 import { createRegistryClient, registryConnection } from '../codec/registry.ts';
@@ -144,8 +144,11 @@ export interface ForwarderMetrics {
   latency(channel: string, ms: number): void;
 }
 
-export function createForwarderMetrics(): ForwarderMetrics {
+export function createForwarderMetrics(o: { defaultMetrics?: boolean } = {}): ForwarderMetrics {
   const registry = new Registry();
+  // Process metrics (start time, CPU, memory) as the consumer and scheduler export them: restarts and
+  // resource use of the forwarder show on the same dashboard panels.
+  if (o.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const consumed = new Counter({
     name: 'txstream_alerts_consumed_total',
     help: 'Alerts read from the alerts topic (re-deliveries included).',

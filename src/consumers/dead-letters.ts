@@ -56,3 +56,22 @@ export function logDeadLetters(
       'records dead-lettered',
     );
 }
+
+/** Counts dead letters the DLQ acknowledged: per topic, and per topic and error code. */
+export function countDeadLetters(
+  metrics:
+    | {
+        deadLettered(topic: string, n: number): void;
+        deadLetteredByCode?(topic: string, code: string, n: number): void;
+      }
+    | undefined,
+  topic: string,
+  letters: readonly DeadLetter[],
+): void {
+  if (!metrics || letters.length === 0) return;
+  metrics.deadLettered(topic, letters.length);
+  if (!metrics.deadLetteredByCode) return;
+  const byCode = new Map<string, number>();
+  for (const d of letters) byCode.set(d.error.code, (byCode.get(d.error.code) ?? 0) + 1);
+  for (const [code, n] of byCode) metrics.deadLetteredByCode(topic, code, n);
+}

@@ -4,7 +4,7 @@ import type { OffsetTracker } from '../pipeline/offsets.ts';
 import type { InsertRow } from '../pipeline/rows.ts';
 import type { Backoff } from './backoff.ts';
 import type { DeadLetterSource } from './dead-letters.ts';
-import { deadLetterOf, logDeadLetters } from './dead-letters.ts';
+import { countDeadLetters, deadLetterOf, logDeadLetters } from './dead-letters.ts';
 import type { Lane } from './lanes.ts';
 import type {
   DeadLetter,
@@ -109,7 +109,7 @@ export function createLaneWriter(o: LaneWriterOptions): LaneWriter {
     );
     countLanded(binding, landed);
     if (rejected.length) {
-      o.metrics?.deadLettered(binding.topic, rejected.length);
+      countDeadLetters(o.metrics, binding.topic, rejected);
       logDeadLetters(o.logger, rejected);
     }
   }

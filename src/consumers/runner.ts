@@ -9,7 +9,7 @@ import type { InsertRow, KafkaLineage, RowResult } from '../pipeline/rows.ts';
 import type { Submitted } from '../pipeline/write-scheduler.ts';
 import { createWriteScheduler } from '../pipeline/write-scheduler.ts';
 import { createBackoff } from './backoff.ts';
-import { deadLetterOf, logDeadLetters } from './dead-letters.ts';
+import { countDeadLetters, deadLetterOf, logDeadLetters } from './dead-letters.ts';
 import { createGroupControl, isMembershipError, StaleGenerationError } from './group-control.ts';
 import { createRetryPause } from './retry-pause.ts';
 import type { Lane, Lanes, LaneState } from './lanes.ts';
@@ -129,6 +129,8 @@ export interface RunnerMetrics {
   /** Rows BigQuery acknowledged and their JSON bytes. */
   inserted(topic: string, n: number, bytes: number): void;
   deadLettered(topic: string, n: number): void;
+  /** The same, per error code (the dead letter's txstream.error.code). */
+  deadLetteredByCode?(topic: string, code: string, n: number): void;
   /** One written batch: its duration, rows and JSON bytes. */
   insertLatency(ms: number, rows: number, bytes: number): void;
   endToEnd(ms: number): void;
@@ -637,7 +639,7 @@ export function createRunner(o: RunnerOptions): Runner {
       const published = scheduler.submit([], async () => {
         await withRetry('dead-letter', () => o.dlq.publish(dead), heartbeat);
         ackAll(dead.map((d) => d.source));
-        o.metrics?.deadLettered(batch.topic, dead.length);
+        countDeadLetters(o.metrics, batch.topic, dead);
         logDeadLetters(o.logger, dead);
       });
       await waitBeating(published.done, heartbeat);

@@ -52,6 +52,12 @@ export function createConsumerMetrics(o: { defaultMetrics?: boolean } = {}): Con
     labelNames: ['topic'] as const,
     registers: [registry],
   });
+  const deadLettersByCode = new Counter({
+    name: 'txstream_dead_letters_total',
+    help: 'Records the DLQ producer acknowledged, per source topic and error code (txstream.error.code).',
+    labelNames: ['topic', 'code'] as const,
+    registers: [registry],
+  });
   const batchRows = new Histogram({
     name: 'txstream_insert_batch_rows',
     help: 'Rows per BigQuery insert request (after splitting too-large requests).',
@@ -171,6 +177,7 @@ export function createConsumerMetrics(o: { defaultMetrics?: boolean } = {}): Con
         insertedBytes.inc({ topic }, bytes);
       },
       deadLettered: (topic, n) => deadLettered.inc({ topic }, n),
+      deadLetteredByCode: (topic, code, n) => deadLettersByCode.inc({ topic, code }, n),
       insertLatency: (ms, rows, bytes) => {
         insertLatency.observe(ms / 1000);
         batchRows.observe(rows);

@@ -284,6 +284,7 @@ function fakeMetrics() {
     consumed: rec('consumed'),
     inserted: withBytes('inserted'),
     deadLettered: rec('deadLettered'),
+    deadLetteredByCode: rec('deadLetteredByCode'),
     insertLatency: withBytes('insertLatency'),
     endToEnd: rec('endToEnd'),
     retried: rec('retried'),
@@ -578,6 +579,11 @@ describe('createRunner', () => {
     assert.deepEqual(entries[0]?.headers, { trace: Buffer.from('trace-0') });
     assert.deepEqual(entries[0]?.source, { topic: TX, partition: 0, offset: '0', timestamp: String(T0) });
     assert.deepEqual(h.metricsOf('deadLettered'), [[TX, 3]]);
+    assert.deepEqual(h.metricsOf('deadLetteredByCode'), [
+      [TX, 'POISON_RECORD', 1],
+      [TX, 'DECODE_FAILED', 1],
+      [TX, 'INVALID_RECORD', 1],
+    ]);
 
     // 0..2 are done (in the DLQ); 3 is buffered, not landed: the commit stops before it.
     assert.deepEqual(commitsOf(h), ['tx/0@3']);
@@ -638,6 +644,7 @@ describe('createRunner', () => {
     assert.deepEqual(h.bytesOf('inserted'), [size('tx-0-0') + size('tx-0-2')]);
     assert.deepEqual(h.bytesOf('insertLatency'), [size('tx-0-0') + size('tx-0-1') + size('tx-0-2')]);
     assert.deepEqual(h.metricsOf('deadLettered'), [[TX, 1]]);
+    assert.deepEqual(h.metricsOf('deadLetteredByCode'), [[TX, 'WAREHOUSE_REJECTED', 1]]);
     assert.deepEqual(ioLog(h), ['insert tx-0-0,tx-0-1,tx-0-2', 'dlq tx-0-1', 'commit tx/0@3']);
   });
 
