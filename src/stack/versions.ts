@@ -15,6 +15,15 @@ export const STACK_VERSIONS = {
   bqemulatorRequirements: 'scripts/stack/bqemulator-requirements.txt',
 } as const;
 
+/**
+ * Tools the tests use, built once into the cache like the servers. Helm renders the chart in
+ * deploy/helm/txstream (test/integration/deploy/chart.test.ts), built from the Go module proxy
+ * (helm.sh/helm/v4) with the machine's Go, so no release binary is downloaded from elsewhere.
+ */
+export const TOOL_VERSIONS = {
+  helm: 'v4.3.2',
+} as const;
+
 /** Minimum Java feature versions: Kafka 4 brokers need 17; Apicurio 3.3 is compiled for 21. */
 export const JAVA_MIN = { kafka: 17, registry: 21 } as const;
 export const PYTHON_MIN: readonly [number, number] = [3, 11];
