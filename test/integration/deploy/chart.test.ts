@@ -564,6 +564,16 @@ describe('Helm chart deploy/helm/txstream', () => {
       fs.readFileSync(path.join(PROJECT_ROOT, 'deploy', 'prometheus', 'rules.yaml'), 'utf8'),
     ) as { groups: unknown[] };
     assert.deepEqual(rule.spec.groups, rules.groups);
+    // Every job the rules select is one the monitor's relabeling names: txstream-<component>.
+    const jobs = new Set(
+      objects
+        .filter((o): o is Workload => o.kind === 'Deployment')
+        .map((w) => `txstream-${w.spec.template.metadata.labels['app.kubernetes.io/component']}`),
+    );
+    const selected = [...JSON.stringify(rules.groups).matchAll(/job=\\"([^"\\]+)\\"/g)].map((m) => m[1]!);
+    assert.ok(selected.length > 0, 'the rules select scrape jobs by name');
+    for (const job of selected)
+      assert.ok(jobs.has(job), `rules select job=${job}, which no scraped workload is`);
     // The channel settings reach the forwarder only (SMTP_USERNAME without its password stops the others).
     const forwarder = find<Workload>(objects, 'Deployment', '-alert-forwarder').spec.template.spec
       .containers[0]!;
