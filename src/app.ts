@@ -237,6 +237,7 @@ export async function buildConsumerApp(o: {
   });
   const { consumer } = tracked;
   let server: ObservabilityServer | undefined;
+  let running = false;
   const runner = createRunner({
     consumer,
     bindings,
@@ -283,6 +284,7 @@ export async function buildConsumerApp(o: {
       try {
         await consumer.connect();
         await runner.start();
+        running = true;
       } catch (err) {
         // An open listener would keep the process alive after a failed start.
         await server?.close().catch(() => undefined);
@@ -292,7 +294,10 @@ export async function buildConsumerApp(o: {
     async stop() {
       tracked.stopping();
       try {
-        if (tracked.alive()) await runner.stop();
+        // A start that failed (a missing topic, a refused password) ran nothing: there is nothing to
+        // flush or commit, only a connection to close.
+        if (!running) await consumer.disconnect().catch(() => undefined);
+        else if (tracked.alive()) await runner.stop();
         else
           // kafkajs crashed for good: it already left the group and dropped it, so no offset can be
           // committed any more and the runner's stop reports an unclean stop, which is expected here

@@ -65,7 +65,14 @@ export function registerConsume(program: Command): void {
         if (isTxstreamError(err)) throw new CliError(`cannot start: ${err.code}: ${err.message}`, 1);
         const cause = (err as { cause?: { message?: string } }).cause?.message;
         const message = (err as Error).message;
-        throw new CliError(`cannot start: ${message}${cause && cause !== message ? `: ${cause}` : ''}`, 1);
+        // kafkajs' words for a topic that does not exist, which says nothing about what to do.
+        const hint = /does not host this topic-partition|unknown topic/i.test(`${message} ${cause ?? ''}`)
+          ? ` (do the topics ${app.topics.join(', ')} exist? \`txstream init\` creates them, with the same --topic-prefix)`
+          : '';
+        throw new CliError(
+          `cannot start: ${message}${cause && cause !== message ? `: ${cause}` : ''}${hint}`,
+          1,
+        );
       }
       app.logger.info({ group: opts.group, topics: app.topics }, 'consuming');
       await stopped;

@@ -60,3 +60,22 @@ test(
       assert.equal(p.offset, '-1', `partition ${p.partition} not committed`);
   },
 );
+
+test(
+  'topics that do not exist stop consume at start with exit 1, naming them and `txstream init`, and no warning about a group it never ran',
+  { timeout: 120_000 },
+  async () => {
+    const missing = `${uniqueName('never-initialised')}.`;
+    const consumer = startConsume(env, missing, uniqueName('fatal-missing'));
+    const code = await consumer.exited;
+    assert.equal(code, 1, consumer.output());
+    assert.match(
+      consumer.output(),
+      new RegExp(
+        `txstream: cannot start: .*do the topics ${missing.replace('.', '\\.')}banking\\.transactions\\.v1, .* exist\\? \`txstream init\` creates them`,
+      ),
+    );
+    assert.doesNotMatch(consumer.output(), /could not pause the topics/);
+    assert.doesNotMatch(consumer.output(), /\n\s+at /, 'no stack trace');
+  },
+);
