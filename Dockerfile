@@ -20,8 +20,13 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: no production dependency needs its install script (protobufjs' and core-js' only
 # print notices; package.json's allowScripts says the same). The cache is left behind in this stage.
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
-  && rm -rf node_modules/.package-lock.json
+# Type declarations and source maps are never loaded at run time (about 28 MB).
+# Behind a TLS-intercepting proxy, give npm its CA bundle as a build secret
+# (`--secret id=npm_ca,src=/etc/ssl/certs/ca-certificates.crt`): used by this step only, kept in no layer.
+RUN --mount=type=secret,id=npm_ca \
+  if [ -s /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi \
+  && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --no-update-notifier \
+  && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete
 
 # --- runtime ---------------------------------------------------------------------------------------
 FROM ${BASE}
@@ -32,12 +37,13 @@ FROM ${BASE}
 # npm, npx and corepack are not needed at run time; removing them drops their dependencies from the
 # attack surface that image scanners report.
 RUN apt-get update \
-  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini ca-certificates \
-  && rm -rf /var/lib/apt/lists/* \
+  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini \
+  && apt-get clean \
+  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
   && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
     /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* /usr/local/bin/yarn /usr/local/bin/yarnpkg \
-  && groupadd --system --gid 10001 txstream \
-  && useradd --system --uid 10001 --gid txstream --home-dir /app --no-create-home --shell /usr/sbin/nologin txstream
+  && groupadd --gid 10001 txstream \
+  && useradd --uid 10001 --gid txstream --home-dir /app --no-create-home --shell /usr/sbin/nologin txstream
 
 WORKDIR /app
 # Owned by root and read-only for the process: nothing under /app is written at run time, so the
