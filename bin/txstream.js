@@ -6,6 +6,13 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+// A SIGTERM or SIGINT while the modules load (a supervisor stopping a process it has just started)
+// is kept for the command instead of ending the process by the signal (src/cli/signals.ts).
+const early = { signals: [], listener: (signal) => early.signals.push(signal) };
+process.on('SIGTERM', early.listener);
+process.on('SIGINT', early.listener);
+globalThis[Symbol.for('txstream.earlySignals')] = early;
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const major = Number(process.versions.node.split('.')[0]);
 const built = join(root, 'dist', 'cli', 'main.js');

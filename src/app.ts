@@ -238,6 +238,7 @@ export async function buildConsumerApp(o: {
   const { consumer } = tracked;
   let server: ObservabilityServer | undefined;
   let running = false;
+  let starting: Promise<void> | undefined;
   const runner = createRunner({
     consumer,
     bindings,
@@ -257,63 +258,74 @@ export async function buildConsumerApp(o: {
     topics: bindings.map((b) => b.topic),
     logger,
     metricsPort: () => server?.port,
-    async start() {
-      // Up before the consumer connects, so a liveness probe answers during a slow start-up.
-      if (config.metrics.port !== 0) {
-        server = await startObservabilityServer({
-          registry: metrics.registry,
-          ready: tracked.ready,
-          alive: tracked.alive,
-          host: config.metrics.host,
-          port: config.metrics.port,
-          onError: (err) => logger.error({ err: err.message }, 'metrics server error'),
-        });
-        logger.info({ host: config.metrics.host, port: server.port }, 'metrics and probes listening');
-      }
-      if (!config.bigquery.autoAddColumns)
-        await reportUnstoredFields({
-          subjects: facts.map((f) => ({
-            topic: f.topic.name,
-            subject: f.topic.subject,
-            readerJson: f.schema.json,
-          })),
-          latest: (subject) => registry.latest(subject),
-          extraFields,
-          logger,
-        });
-      try {
-        await consumer.connect();
-        await runner.start();
-        running = true;
-      } catch (err) {
-        // An open listener would keep the process alive after a failed start.
-        await server?.close().catch(() => undefined);
-        throw err;
-      }
+    start() {
+      starting = startNow();
+      return starting;
     },
     async stop() {
-      tracked.stopping();
-      try {
-        // A start that failed (a missing topic, a refused password) ran nothing: there is nothing to
-        // flush or commit, only a connection to close.
-        if (!running) await consumer.disconnect().catch(() => undefined);
-        else if (tracked.alive()) await runner.stop();
-        else
-          // kafkajs crashed for good: it already left the group and dropped it, so no offset can be
-          // committed any more and the runner's stop reports an unclean stop, which is expected here
-          // and not the cause (onFatal has that). What was not committed is read again by the next member.
-          await runner.stop().catch((err: unknown) => {
-            logger.warn(
-              { err: (err as Error).message },
-              'the crashed consumer left its group: what it held is not committed and will be read again',
-            );
-          });
-      } finally {
-        // Closed whatever the runner's stop said: an open producer would keep the process alive.
-        await sender.close().catch(() => undefined);
-        for (const close of closers) await close().catch(() => undefined);
-        await server?.close();
-      }
+      // A stop during the start (a SIGTERM right after launch) waits for it, then stops what it started.
+      await starting?.catch(() => undefined);
+      await stopNow();
     },
   };
+
+  async function startNow(): Promise<void> {
+    // Up before the consumer connects, so a liveness probe answers during a slow start-up.
+    if (config.metrics.port !== 0) {
+      server = await startObservabilityServer({
+        registry: metrics.registry,
+        ready: tracked.ready,
+        alive: tracked.alive,
+        host: config.metrics.host,
+        port: config.metrics.port,
+        onError: (err) => logger.error({ err: err.message }, 'metrics server error'),
+      });
+      logger.info({ host: config.metrics.host, port: server.port }, 'metrics and probes listening');
+    }
+    if (!config.bigquery.autoAddColumns)
+      await reportUnstoredFields({
+        subjects: facts.map((f) => ({
+          topic: f.topic.name,
+          subject: f.topic.subject,
+          readerJson: f.schema.json,
+        })),
+        latest: (subject) => registry.latest(subject),
+        extraFields,
+        logger,
+      });
+    try {
+      await consumer.connect();
+      await runner.start();
+      running = true;
+    } catch (err) {
+      // An open listener would keep the process alive after a failed start.
+      await server?.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async function stopNow(): Promise<void> {
+    tracked.stopping();
+    try {
+      // A start that failed (a missing topic, a refused password) ran nothing: there is nothing to
+      // flush or commit, only a connection to close.
+      if (!running) await consumer.disconnect().catch(() => undefined);
+      else if (tracked.alive()) await runner.stop();
+      else
+        // kafkajs crashed for good: it already left the group and dropped it, so no offset can be
+        // committed any more and the runner's stop reports an unclean stop, which is expected here
+        // and not the cause (onFatal has that). What was not committed is read again by the next member.
+        await runner.stop().catch((err: unknown) => {
+          logger.warn(
+            { err: (err as Error).message },
+            'the crashed consumer left its group: what it held is not committed and will be read again',
+          );
+        });
+    } finally {
+      // Closed whatever the runner's stop said: an open producer would keep the process alive.
+      await sender.close().catch(() => undefined);
+      for (const close of closers) await close().catch(() => undefined);
+      await server?.close();
+    }
+  }
 }

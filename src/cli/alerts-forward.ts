@@ -4,6 +4,7 @@ import { loadRules, RulesError } from '../alerts/rules.ts';
 import { loadConfig } from '../config/config.ts';
 import { asCliError, CliError } from './errors.ts';
 import { exitIfLingering } from './lingering.ts';
+import { releaseEarlySignals } from './signals.ts';
 
 // `txstream alerts forward`: the consumer group that delivers alerts from txstream.alerts.v1 to Slack,
 // PagerDuty and e-mail. Refuses to start on an invalid rules file; runs until SIGTERM/SIGINT, then lets
@@ -72,6 +73,8 @@ export function registerAlertsForward(alerts: Command): void {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      // A signal that came while the modules loaded: stop before starting (nothing to finish), exit 0.
+      if (releaseEarlySignals()) return;
       if (app.channels.length === 0)
         app.logger.warn({}, 'no channel is configured: every routed alert will go to the DLQ');
       await app.start();

@@ -3,6 +3,7 @@ import { ConfigError, consumerProblems, loadConfig } from '../config/config.ts';
 import { buildConsumerApp } from '../app.ts';
 import { isTxstreamError } from '../errors.ts';
 import { asCliError, CliError } from './errors.ts';
+import { releaseEarlySignals } from './signals.ts';
 import { exitIfLingering } from './lingering.ts';
 
 // `txstream consume`: the warehouse consumer group. Runs until SIGTERM/SIGINT, then stops fetching,
@@ -57,6 +58,14 @@ export function registerConsume(program: Command): void {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      // Stopped before it started (a supervisor's SIGTERM while the modules loaded): nothing was taken,
+      // so nothing is left to commit; a clean stop, exit 0.
+      const early = releaseEarlySignals();
+      if (early) {
+        stop(`${early} before the consumer started`);
+        await stopped;
+        return;
+      }
       try {
         await app.start();
       } catch (err) {

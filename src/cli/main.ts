@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { releaseEarlySignals } from './signals.ts';
 import { registerAlerts } from './alerts.ts';
 import { registerDemo } from './demo.ts';
 import { registerInit } from './init.ts';
@@ -29,6 +30,16 @@ export function buildProgram(): Command {
 
 /** Runs the CLI and returns the process exit code; expected failures print one clear message. */
 export async function main(argv: string[]): Promise<number> {
+  // consume, schedule and alerts forward take over the signals kept since start-up (they stop cleanly
+  // on one that came early); every other command gives them back to Node at once, and one that
+  // already came ends the process as it would have.
+  const [command, sub] = argv.slice(2);
+  const keepsSignals =
+    command === 'consume' || command === 'schedule' || (command === 'alerts' && sub === 'forward');
+  if (!keepsSignals) {
+    const early = releaseEarlySignals();
+    if (early) process.kill(process.pid, early);
+  }
   try {
     await buildProgram().parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

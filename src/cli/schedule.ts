@@ -10,6 +10,7 @@ import type { RunReport } from '../schedules/scheduler.ts';
 import { asCliError, CliError } from './errors.ts';
 import { formatTable } from './table.ts';
 import { exitIfLingering } from './lingering.ts';
+import { releaseEarlySignals } from './signals.ts';
 
 // `txstream schedule`: the leader-elected scheduler (runs until SIGTERM/SIGINT), and for operators
 // `schedule list` (jobs, cron, next runs, last run) and `schedule run <job|all>` (now, once, without
@@ -135,6 +136,8 @@ async function runScheduler(opts: ScheduleOptions): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // A signal that came while the modules loaded: stop before starting (nothing to finish), exit 0.
+  if (releaseEarlySignals()) return;
   try {
     await app.start();
   } catch (err) {

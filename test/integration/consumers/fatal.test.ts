@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Admin } from 'kafkajs';
 import { createKafka } from '../../../src/kafka/client.ts';
-import { startConsume, TXSTREAM_BIN } from '../../support/consumer-harness.ts';
+import { startConsume, TXSTREAM_BIN, until } from '../../support/consumer-harness.ts';
 import { testEndpoints, uniqueName } from '../../support/endpoints.ts';
 
 // An error retrying cannot fix (here: the fact table does not exist) stops the consumer with a
@@ -77,5 +78,36 @@ test(
     );
     assert.doesNotMatch(consumer.output(), /could not pause the topics/);
     assert.doesNotMatch(consumer.output(), /\n\s+at /, 'no stack trace');
+  },
+);
+
+/** Whether a process catches SIGTERM now (Linux: bit 15 of SigCgt in /proc/<pid>/status). */
+function catchesSigterm(pid: number): boolean {
+  try {
+    const line = /^SigCgt:\s*([0-9a-f]+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return line !== null && (BigInt(`0x${line[1]}`) & (1n << 14n)) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
+test(
+  'a SIGTERM right after launch (while the modules load, or while it connects) is a clean stop: exit 0',
+  { timeout: 120_000 },
+  async () => {
+    // A supervisor may stop a member it has just started (a rollout, a scale-in). Before, a SIGTERM
+    // while Node loaded the modules ended the process by the signal, and one while it connected made
+    // the start fail: neither is the clean exit the delivery rules promise. The first case waits only
+    // until the process catches SIGTERM at all (bin/txstream.js' first lines, long before the modules
+    // are loaded); a signal before Node runs any JavaScript cannot be caught by anything.
+    for (const when of ['first JavaScript line', 'connecting'] as const) {
+      const consumer = startConsume(env, prefix, uniqueName('fatal-early'));
+      await until('the process to catch SIGTERM', async () => catchesSigterm(consumer.child.pid!), 10_000);
+      if (when === 'connecting') await new Promise((resolve) => setTimeout(resolve, 500));
+      consumer.child.kill('SIGTERM');
+      const code = await consumer.exited;
+      assert.equal(code, 0, `SIGTERM at the ${when}: exit ${code}\n${consumer.output()}`);
+      assert.doesNotMatch(consumer.output(), /cannot start/);
+    }
   },
 );
