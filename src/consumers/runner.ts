@@ -58,6 +58,8 @@ export interface TopicBinding {
    * prepared the ids; a TxstreamError it throws is retried or stops the consumer like any other.
    */
   prepare?(schemaIds: readonly (number | undefined)[]): Promise<void>;
+  /** Whether prepare() has anything to do for these ids; when false the batch does not wait for it. */
+  needsPrepare?(schemaIds: readonly (number | undefined)[]): boolean;
 }
 
 export interface SinkRowResult {
@@ -566,7 +568,10 @@ export function createRunner(o: RunnerOptions): Runner {
     }
     const schemaIds = batch.messages.map((m) => peekSchemaId(m.value));
     await withRetry('fetch schemas', () => o.decoder.prepare(schemaIds), heartbeat);
-    if (binding.prepare) await withRetry('evolve table', () => binding.prepare!(schemaIds), heartbeat);
+    // Only a batch with a schema id the binding has not readied yet waits here; the others go on
+    // without yielding, as before schema evolution (an await per batch moved rebalance timing).
+    if (binding.prepare && binding.needsPrepare?.(schemaIds) !== false)
+      await withRetry('evolve table', () => binding.prepare!(schemaIds), heartbeat);
     const dead: DeadLetter[] = [];
     o.metrics?.consumed(batch.topic, batch.messages.length);
     // Records below what the group had committed when the sink was told its position are written

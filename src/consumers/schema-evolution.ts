@@ -54,6 +54,8 @@ const EMPTY: Plan = { columns: [], dropped: [] };
 
 export interface SchemaEvolution {
   prepare(schemaIds: Iterable<number | undefined>): Promise<void>;
+  /** Whether prepare() has a schema id to plan among these (false once every id is planned). */
+  needsPrepare(schemaIds: Iterable<number | undefined>): boolean;
   /** The mapped row with the schema id's extra columns set from `record`. */
   extend(
     mapped: RowResult<Record<string, unknown>>,
@@ -120,6 +122,11 @@ export function createSchemaEvolution(o: SchemaEvolutionOptions): SchemaEvolutio
   }
 
   return {
+    needsPrepare(ids) {
+      for (const id of ids) if (id !== undefined && !plans.has(id)) return true;
+      return false;
+    },
+
     async prepare(ids) {
       const waits: Promise<void>[] = [];
       for (const id of ids) {
@@ -166,6 +173,7 @@ export function evolvingBinding(binding: TopicBinding, evolution: SchemaEvolutio
   return {
     ...binding,
     prepare: (ids) => evolution.prepare(ids),
+    needsPrepare: (ids) => evolution.needsPrepare(ids),
     map: (record, lineage, at) =>
       evolution.extend(binding.map(record, lineage, at), record, lineage.schemaId),
   };

@@ -96,6 +96,15 @@ describe('createSchemaEvolution', () => {
     assert.equal(evolver.calls.length, 1, 'a prepared id is not planned again');
   });
 
+  it('needsPrepare says whether a batch has an id not planned yet, so batches of known ids do not wait', async () => {
+    const { evolution } = setup();
+    assert.equal(evolution.needsPrepare([undefined]), false);
+    assert.equal(evolution.needsPrepare([1, 2]), true);
+    await evolution.prepare([1, 2]);
+    assert.equal(evolution.needsPrepare([1, 2, undefined]), false);
+    assert.equal(evolution.needsPrepare([2, 3]), true);
+  });
+
   it('writes the values into the row and counts their bytes; a row of an older schema is left alone', async () => {
     const { evolution } = setup();
     await evolution.prepare([1, 2]);
