@@ -1,3 +1,4 @@
+import { resolveReplicationFactor } from '../src/admin/init.ts';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -81,7 +82,12 @@ export async function producerVsReference(o: { quick: boolean }): Promise<BenchR
   // The topic admin, not kafkajs' createTopics: it waits out KRaft's UNKNOWN_TOPIC_OR_PARTITION.
   const admin = createTopicAdmin(kafkaConnection(config, 'bench'));
   await admin.create([
-    { name: refTopic, partitions, replicationFactor: config.topics.replicationFactor, configs: {} },
+    {
+      name: refTopic,
+      partitions,
+      replicationFactor: resolveReplicationFactor(config.topics.replicationFactor, await admin.brokerCount()),
+      configs: {},
+    },
   ]);
   const java = await findJava(17, undefined, process.env);
   if (!java) throw new Error('Java 17+ is needed for ProducerPerformance');

@@ -22,6 +22,9 @@ const SINKS = ['storage', 'insert-all'] as const;
 type Sink = (typeof SINKS)[number];
 
 const FAULT_FILES = ['test/faults/*.faults.ts'];
+// TXSTREAM_KAFKA_BROKERS=3: the cluster scenarios, each on a private three-node cluster of the stack's
+// own (the suite's stack, its registry and emulator, stays a single broker).
+const CLUSTER_FILES = ['test/faults/cluster/*.faults.ts'];
 const SINKLESS_FILES = [
   'test/integration/alerts/forward.test.ts',
   'test/integration/schedules/leader.test.ts',
@@ -151,6 +154,15 @@ async function main(): Promise<number> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-faults-'));
   const env: NodeJS.ProcessEnv = { ...process.env };
   env.FAULTS_MEMBER_LOGS ??= path.join(tmp, 'members');
+  const brokers = env.TXSTREAM_KAFKA_BROKERS ?? '1';
+  if (brokers !== '1' && brokers !== '3') {
+    console.error(`TXSTREAM_KAFKA_BROKERS: expected 1 or 3; got "${brokers}"`);
+    process.exit(2);
+  }
+  const clusterRun = brokers === '3';
+  // The suite's shared stack is a single broker either way; the cluster scenarios start their own.
+  delete env.TXSTREAM_KAFKA_BROKERS;
+  if (clusterRun) log('TXSTREAM_KAFKA_BROKERS=3: the cluster scenarios (test/faults/cluster), on a private three-node cluster');
 
   // One local stack for every run, as the global setup would start it.
   let stopStack: (() => Promise<void>) | undefined;
@@ -171,7 +183,11 @@ async function main(): Promise<number> {
   const t0 = Date.now();
   try {
     for (const [i, sink] of sinks.entries()) {
-      const files = chosen.length ? chosen : [...FAULT_FILES, ...(i === 0 ? SINKLESS_FILES : [])];
+      const files = chosen.length
+        ? chosen
+        : clusterRun
+          ? CLUSTER_FILES
+          : [...FAULT_FILES, ...(i === 0 ? SINKLESS_FILES : [])];
       runs.push(await runSuite(sink, files, env, path.join(tmp, `report-${sink}.jsonl`)));
       if (process.exitCode === 130) break;
     }

@@ -25,6 +25,21 @@ export interface TopicSettings {
   retentionMs: number;
 }
 
+/**
+ * The replication factor of new topics. "auto" (the default) follows the cluster: three copies on
+ * three or more brokers (and min.insync.replicas=2, see topicRequests), one on a single broker. A
+ * configured factor above the broker count is refused here with both numbers, before any topic.
+ */
+export function resolveReplicationFactor(configured: number | 'auto', brokers: number): number {
+  if (configured === 'auto') return brokers >= 3 ? 3 : 1;
+  if (configured > brokers)
+    throw new TxstreamError(
+      'TOPIC_ERROR',
+      `TOPIC_REPLICATION_FACTOR=${configured}, but the cluster has ${brokers} broker(s): set it to at most ${brokers}, or to auto`,
+    );
+  return configured;
+}
+
 export interface TopicReport {
   topic: string;
   kind: 'data' | 'dlq';
@@ -88,7 +103,8 @@ export interface InitDeps {
   schemas: SchemaCatalog;
   registry: RegistryClient;
   admin: TopicAdmin;
-  settings: TopicSettings;
+  /** replicationFactor "auto" is resolved against the cluster (resolveReplicationFactor). */
+  settings: Omit<TopicSettings, 'replicationFactor'> & { replicationFactor: number | 'auto' };
   /** Progress lines for a human; the report is the result. */
   log?: (line: string) => void;
 }
@@ -178,6 +194,7 @@ function localIncompatibility(
 
 export async function runInit(deps: InitDeps): Promise<InitReport> {
   const { catalogue, schemas, registry, admin, settings } = deps;
+  const replicationFactor = resolveReplicationFactor(settings.replicationFactor, await admin.brokerCount());
   const log = deps.log ?? (() => undefined);
   const specs = catalogue.all();
   // Every local schema must parse before anything talks to a server.
@@ -237,7 +254,7 @@ export async function runInit(deps: InitDeps): Promise<InitReport> {
   }
   if (refusals.length > 0) throw new InitRefusedError(refusals);
 
-  const wanted = topicRequests(catalogue, settings);
+  const wanted = topicRequests(catalogue, { ...settings, replicationFactor });
   const existing = await admin.describe(
     wanted.map((w) => w.request.name),
     DESCRIBED_CONFIGS,

@@ -2,10 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Argument, Option } from 'commander';
-import { SERVICES } from '../stack/services.ts';
+import { clusterHealth } from '../stack/cluster-health.ts';
+import type { ClusterHealth } from '../stack/cluster-health.ts';
+import { clusterRecordFile } from '../stack/kafka-cluster.ts';
+import { SERVICES, unitsOf } from '../stack/services.ts';
 import type { ServiceName } from '../stack/services.ts';
-import { loadStackSettings } from '../stack/settings.ts';
-import { down, logFile, status, up } from '../stack/stack.ts';
+import { kafkaUnit, loadStackSettings } from '../stack/settings.ts';
+import { down, logFile, readEndpoints, status, up } from '../stack/stack.ts';
 import { tailFile } from '../stack/processes.ts';
 import { asCliError, CliError } from './errors.ts';
 
@@ -47,8 +50,10 @@ export function registerStack(program: Command): void {
         const s = loadStackSettings();
         await down(s, say);
         if (opts.purge) {
-          for (const name of SERVICES)
-            fs.rmSync(path.join(s.stackDir, name), { recursive: true, force: true });
+          // Every Kafka node's data, whatever TXSTREAM_KAFKA_BROKERS says now.
+          const units = [...SERVICES, kafkaUnit(2), kafkaUnit(3)];
+          for (const unit of units) fs.rmSync(path.join(s.stackDir, unit), { recursive: true, force: true });
+          fs.rmSync(clusterRecordFile(s), { force: true });
           say(`  deleted stack data under ${s.stackDir}`);
         }
       }),
@@ -62,13 +67,21 @@ export function registerStack(program: Command): void {
       guarded(async () => {
         const s = loadStackSettings();
         const st = await status(s);
-        if (opts.json) say(JSON.stringify(st, null, 2));
-        else
+        // A cluster also reports the quorum's leader and the partitions short of replicas.
+        let cluster: ClusterHealth | undefined;
+        if (s.kafkaNodes.length > 1 && st.some((x) => x.service === 'kafka' && x.running))
+          cluster = await clusterHealth(s, (readEndpoints(s)?.kafkaBrokers ?? '').split(',').filter(Boolean));
+        const incomplete = cluster !== undefined && cluster.brokers.length < s.kafkaNodes.length;
+        if (opts.json)
+          say(JSON.stringify(cluster ? st.map((x) => (x.service === 'kafka' ? { ...x, cluster } : x)) : st, null, 2));
+        else {
           for (const x of st)
             say(
-              `${x.healthy ? 'healthy  ' : 'UNHEALTHY'}  ${x.service.padEnd(8)}  pid ${String(x.pid ?? '-').padEnd(7)}  ports ${x.ports.join(',').padEnd(10)}  ${x.detail}`,
+              `${x.healthy ? 'healthy  ' : 'UNHEALTHY'}  ${x.unit.padEnd(8)}  pid ${String(x.pid ?? '-').padEnd(7)}  ports ${x.ports.join(',').padEnd(11)}  ${x.detail}`,
             );
-        if (!st.every((x) => x.healthy)) process.exitCode = 1;
+          if (cluster) say(clusterLine(cluster, s.kafkaNodes.length));
+        }
+        if (!st.every((x) => x.healthy) || incomplete) process.exitCode = 1;
       }),
     );
 
@@ -86,7 +99,9 @@ export function registerStack(program: Command): void {
         const n = Number(opts.lines);
         if (!Number.isInteger(n) || n < 0)
           throw new CliError(`--lines must be a non-negative integer, got ${opts.lines}`, 2);
-        const names = service ? [service] : [...SERVICES];
+        const names = (service ? [service] : [...SERVICES]).flatMap((n) =>
+          unitsOf(s, n).map((u) => u.unit),
+        );
         for (const name of names) {
           const file = logFile(s, name);
           if (names.length > 1) say(`==> ${file} <==`);
@@ -95,6 +110,17 @@ export function registerStack(program: Command): void {
         if (opts.follow) await follow(names.map((name) => logFile(s, name)));
       }),
     );
+}
+
+function clusterLine(c: ClusterHealth, nodes: number): string {
+  const list = (xs: string[]) => (xs.length > 4 ? `${xs.slice(0, 4).join(', ')}, …` : xs.join(', '));
+  return [
+    `kafka cluster: brokers ${c.brokers.join(',') || 'none'} registered (of ${nodes})`,
+    `active controller ${c.controller === null ? 'unknown' : `node ${c.controller}`}`,
+    `${c.underReplicated.length} under-replicated partition(s)${c.underReplicated.length ? ` (${list(c.underReplicated)})` : ''}`,
+    `${c.offline.length} offline${c.offline.length ? ` (${list(c.offline)})` : ''}`,
+    ...c.problems,
+  ].join('; ');
 }
 
 /** Prints lines appended to the files until SIGINT/SIGTERM. */

@@ -140,7 +140,8 @@ const schema = z.object({
   KAFKA_FETCH_MAX_BYTES: int(64 * 1024, 256 * 1024 * 1024).default(4 * 1024 * 1024),
   KAFKA_FETCH_MAX_BYTES_PER_PARTITION: int(16 * 1024, 64 * 1024 * 1024).default(512 * 1024),
   TOPIC_PARTITIONS: int(1, 10_000).default(6),
-  TOPIC_REPLICATION_FACTOR: int(1, 32).default(1),
+  // "auto": 3 on a cluster of three or more brokers (with min.insync.replicas=2), else 1.
+  TOPIC_REPLICATION_FACTOR: z.union([z.literal('auto'), int(1, 32)]).default('auto'),
   TOPIC_RETENTION_MS: int(60_000, Number.MAX_SAFE_INTEGER).default(7 * 86_400_000),
   // 9464: the port the OpenTelemetry Prometheus exporter uses by convention. 0 disables the server.
   METRICS_PORT: int(0, 65_535).default(9464),
@@ -278,7 +279,7 @@ export interface Config {
     fetchMaxBytes: number;
     fetchMaxBytesPerPartition: number;
   };
-  topics: { partitions: number; replicationFactor: number; retentionMs: number };
+  topics: { partitions: number; replicationFactor: number | 'auto'; retentionMs: number };
   /** The /metrics, /healthz, /readyz server of long-running commands; port 0 means no server. */
   metrics: { host: string; port: number };
   schedule: {

@@ -32,6 +32,8 @@ export interface TopicAdmin {
   /** Creates the topics and waits for their leaders; a topic created meanwhile by someone else is fine. */
   create(topics: readonly TopicRequest[]): Promise<void>;
   delete(names: readonly string[]): Promise<void>;
+  /** How many brokers the cluster has registered (what a replication factor of "auto" follows). */
+  brokerCount(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -141,6 +143,9 @@ export function createTopicAdmin(connection: KafkaConnection, leaderWaitMs = 30_
       guarded(`deleting topics`, async (a) => {
         if (names.length) await a.deleteTopics({ topics: [...names] });
       }),
+
+    brokerCount: () =>
+      guarded('describing the cluster', async (a) => (await a.describeCluster()).brokers.length),
 
     close: () => admin.reset(),
   };

@@ -1,5 +1,6 @@
 import kafkajs from 'kafkajs';
 import type { Assigner, Consumer, GroupMember, GroupMemberAssignment, PartitionAssigner } from 'kafkajs';
+import { resolveReplicationFactor } from '../admin/init.ts';
 import { createTopicAdmin } from '../kafka/admin.ts';
 import { createKafka } from '../kafka/client.ts';
 import type { KafkaConnection } from '../kafka/client.ts';
@@ -170,8 +171,8 @@ export interface LeaderElectionOptions {
   topic: string;
   sessionTimeoutMs: number;
   heartbeatIntervalMs: number;
-  /** Replication factor of the coordination topic when it has to be created. */
-  replicationFactor: number;
+  /** Replication factor of the coordination topic when it has to be created ("auto": as init). */
+  replicationFactor: number | 'auto';
   logger: JobLogger;
   /** Called whenever isLeader() changes (events, or the lease running out). */
   onChange?: (leader: boolean) => void;
@@ -213,7 +214,7 @@ export function createLeaderElection(o: LeaderElectionOptions): LeaderElection {
           {
             name: o.topic,
             partitions: 1,
-            replicationFactor: o.replicationFactor,
+            replicationFactor: resolveReplicationFactor(o.replicationFactor, await admin.brokerCount()),
             configs: { 'cleanup.policy': 'delete', 'retention.ms': '3600000' },
           },
         ]);

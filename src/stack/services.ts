@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { Probe } from './health.ts';
 import { probeBigQuery, probeKafka, probeRegistry } from './health.ts';
 import type { ServerDirs } from './provision.ts';
-import type { StackSettings } from './settings.ts';
+import { bootstrapServers, nodeDataDir, nodeDir, nodeProperties } from './kafka-cluster.ts';
+import type { KafkaNode, StackSettings } from './settings.ts';
 import { PROJECT_ROOT } from './settings.ts';
 import type { Toolchain } from './prerequisites.ts';
 
@@ -12,7 +13,7 @@ export const SERVICES = ['kafka', 'registry', 'bigquery'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export const SERVICE_TITLES: Record<ServiceName, string> = {
-  kafka: 'Kafka broker (KRaft)',
+  kafka: 'Kafka (KRaft)',
   registry: 'Schema registry (Apicurio, Confluent API)',
   bigquery: 'BigQuery emulator (bqemulator)',
 };
@@ -29,7 +30,7 @@ export interface Endpoints {
 
 export function endpointsOf(s: StackSettings): Endpoints {
   return {
-    kafkaBrokers: `127.0.0.1:${s.ports.kafka}`,
+    kafkaBrokers: bootstrapServers(s),
     schemaRegistryUrl: `http://127.0.0.1:${s.ports.registry}/apis/ccompat/v7`,
     bqApiEndpoint: `http://127.0.0.1:${s.ports.bq}`,
     bqStorageEndpoint: `127.0.0.1:${s.ports.bqGrpc}`,
@@ -37,8 +38,31 @@ export function endpointsOf(s: StackSettings): Endpoints {
   };
 }
 
-export function servicePorts(s: StackSettings, name: ServiceName): number[] {
-  switch (name) {
+/**
+ * One process of the stack. Every service is one process, except Kafka in cluster mode: one per node
+ * (units kafka, kafka-2, kafka-3), each with its own process record, state directory and log.
+ */
+export interface Unit {
+  service: ServiceName;
+  unit: string;
+  /** The Kafka node this unit runs; absent for the other services. */
+  node?: KafkaNode;
+}
+
+export function unitsOf(s: StackSettings, name: ServiceName): Unit[] {
+  if (name === 'kafka') return s.kafkaNodes.map((node) => ({ service: name, unit: node.unit, node }));
+  return [{ service: name, unit: name }];
+}
+
+export function unitTitle(u: Unit, s: StackSettings): string {
+  if (u.node && s.kafkaNodes.length > 1)
+    return `${SERVICE_TITLES.kafka} node ${u.node.id} of ${s.kafkaNodes.length}`;
+  return SERVICE_TITLES[u.service];
+}
+
+export function unitPorts(s: StackSettings, u: Unit): number[] {
+  if (u.node) return [u.node.brokerPort, u.node.controllerPort];
+  switch (u.service) {
     case 'kafka':
       return [s.ports.kafka, s.ports.kafkaController];
     case 'registry':
@@ -48,8 +72,9 @@ export function servicePorts(s: StackSettings, name: ServiceName): number[] {
   }
 }
 
-export function portEnvNames(name: ServiceName): string[] {
-  switch (name) {
+export function portEnvNames(u: Unit): string[] {
+  if (u.node && u.node.id > 1) return ['TXSTREAM_KAFKA_NODE_PORTS', 'TXSTREAM_KAFKA_NODE_PORTS'];
+  switch (u.service) {
     case 'kafka':
       return ['TXSTREAM_KAFKA_PORT', 'TXSTREAM_KAFKA_CONTROLLER_PORT'];
     case 'registry':
@@ -59,11 +84,14 @@ export function portEnvNames(name: ServiceName): string[] {
   }
 }
 
-export function probe(s: StackSettings, name: ServiceName): Promise<Probe> {
+/** A Kafka node answers on its own port (in a cluster: once it is registered with the quorum). */
+export function probe(s: StackSettings, u: Unit): Promise<Probe> {
   const e = endpointsOf(s);
-  switch (name) {
-    case 'kafka':
-      return probeKafka([e.kafkaBrokers]);
+  switch (u.service) {
+    case 'kafka': {
+      const port = s.kafkaNodes.length > 1 ? u.node!.brokerPort : s.kafkaAdvertisedPort;
+      return probeKafka([`127.0.0.1:${port}`]);
+    }
     case 'registry':
       return probeRegistry(e.schemaRegistryUrl);
     case 'bigquery':
@@ -110,44 +138,21 @@ logger.request.level = WARN
 `;
 
 export function launchSpec(
-  name: ServiceName,
+  u: Unit,
   s: StackSettings,
   dirs: ServerDirs,
   tools: Toolchain,
+  kafkaClusterIdOf: () => string = kafkaClusterId,
 ): LaunchSpec {
-  const dir = path.join(s.stackDir, name);
+  const dir = u.node ? nodeDir(s, u.node) : path.join(s.stackDir, u.service);
   fs.mkdirSync(dir, { recursive: true });
-  switch (name) {
+  switch (u.service) {
     case 'kafka': {
-      const data = path.join(dir, 'data');
+      const node = u.node!;
+      const data = nodeDataDir(s, node);
       const props = path.join(dir, 'server.properties');
       // Rewritten on every start so changed ports take effect; the data directory is kept.
-      fs.writeFileSync(
-        props,
-        [
-          'process.roles=broker,controller',
-          'node.id=1',
-          `controller.quorum.voters=1@127.0.0.1:${s.ports.kafkaController}`,
-          `listeners=PLAINTEXT://127.0.0.1:${s.ports.kafka},CONTROLLER://127.0.0.1:${s.ports.kafkaController}`,
-          `advertised.listeners=PLAINTEXT://127.0.0.1:${s.kafkaAdvertisedPort}`,
-          'controller.listener.names=CONTROLLER',
-          'inter.broker.listener.name=PLAINTEXT',
-          'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
-          `log.dirs=${data}`,
-          'num.partitions=3',
-          'offsets.topic.replication.factor=1',
-          'offsets.topic.num.partitions=10',
-          'transaction.state.log.replication.factor=1',
-          'transaction.state.log.min.isr=1',
-          'share.coordinator.state.topic.replication.factor=1',
-          'share.coordinator.state.topic.min.isr=1',
-          // A single-node dev broker: rebalances should not wait for members that will never come.
-          'group.initial.rebalance.delay.ms=0',
-          'auto.create.topics.enable=false',
-          'log.retention.hours=168',
-          '',
-        ].join('\n'),
-      );
+      fs.writeFileSync(props, nodeProperties(s, node));
       const log4j = path.join(dir, 'log4j2.properties');
       fs.writeFileSync(log4j, KAFKA_LOG4J2);
       const jvm = [
@@ -166,7 +171,7 @@ export function launchSpec(
         marker: props,
         prepare: {
           command: tools.kafkaJava,
-          args: [...jvm, 'kafka.tools.StorageTool', 'format', '-t', kafkaClusterId(), '-c', props],
+          args: [...jvm, 'kafka.tools.StorageTool', 'format', '-t', kafkaClusterIdOf(), '-c', props],
           when: () => !fs.existsSync(path.join(data, 'meta.properties')),
         },
       };

@@ -16,6 +16,19 @@ const schema = z.object({
   // The port the broker tells clients to connect to, when something listens there in front of it
   // (the fault suite's TCP proxy); default: the broker's own port.
   TXSTREAM_KAFKA_ADVERTISED_PORT: port.optional(),
+  // 1 (the default: the demo and the fast tests) or 3: a KRaft cluster of three combined
+  // broker+controller nodes, for the cluster fault scenarios and for trying replication locally.
+  TXSTREAM_KAFKA_BROKERS: z.coerce
+    .number()
+    .int()
+    .refine((n) => n === 1 || n === 3, 'must be 1 or 3')
+    .default(1),
+  // Ports of nodes 2 and 3 as "broker:controller,broker:controller"; default: the next pairs after
+  // node 1's (9094:9095,9096:9097 with the default ports).
+  TXSTREAM_KAFKA_NODE_PORTS: z
+    .string()
+    .regex(/^\d+:\d+(,\d+:\d+)*$/, 'must look like 9094:9095,9096:9097')
+    .optional(),
   TXSTREAM_REGISTRY_PORT: port.default(8081),
   TXSTREAM_REGISTRY_MANAGEMENT_PORT: port.default(8091),
   TXSTREAM_BQ_PORT: port.default(9050),
@@ -49,11 +62,26 @@ export interface StackSettings {
   };
   /** The port advertised to clients; the broker's own port unless TXSTREAM_KAFKA_ADVERTISED_PORT is set. */
   kafkaAdvertisedPort: number;
+  /** Every Kafka node, node 1 first (its ports are ports.kafka and ports.kafkaController). */
+  kafkaNodes: KafkaNode[];
   projectId: string;
   kafkaHeap: string;
   registryHeap: string;
   registryJava: string | undefined;
   readyTimeoutMs: number;
+}
+
+/** One KRaft node of the local stack: broker and controller in one process. */
+export interface KafkaNode {
+  id: number;
+  /** Its process record and state directory under the stack directory: kafka, kafka-2, kafka-3. */
+  unit: string;
+  brokerPort: number;
+  controllerPort: number;
+}
+
+export function kafkaUnit(id: number): string {
+  return id === 1 ? 'kafka' : `kafka-${id}`;
 }
 
 export class StackConfigError extends Error {
@@ -81,9 +109,38 @@ export function loadStackSettings(env: NodeJS.ProcessEnv = process.env): StackSe
     bq: v.TXSTREAM_BQ_PORT,
     bqGrpc: v.TXSTREAM_BQ_GRPC_PORT,
   };
+  const nodes: KafkaNode[] = [
+    { id: 1, unit: kafkaUnit(1), brokerPort: ports.kafka, controllerPort: ports.kafkaController },
+  ];
+  const problems: string[] = [];
+  const given = v.TXSTREAM_KAFKA_NODE_PORTS?.split(',').map((pair) => pair.split(':').map(Number));
+  if (given && given.length !== v.TXSTREAM_KAFKA_BROKERS - 1)
+    problems.push(
+      `TXSTREAM_KAFKA_NODE_PORTS: names ${given.length} node(s), but TXSTREAM_KAFKA_BROKERS=${v.TXSTREAM_KAFKA_BROKERS} needs ${v.TXSTREAM_KAFKA_BROKERS - 1}`,
+    );
+  for (let id = 2; id <= v.TXSTREAM_KAFKA_BROKERS; id++) {
+    const [b, c] = given?.[id - 2] ?? [ports.kafka + 2 * (id - 1), ports.kafkaController + 2 * (id - 1)];
+    if (!b || !c || b > 65535 || c > 65535)
+      problems.push(`TXSTREAM_KAFKA_NODE_PORTS: node ${id}'s ports ${b}:${c} are not valid ports`);
+    nodes.push({ id, unit: kafkaUnit(id), brokerPort: b ?? 0, controllerPort: c ?? 0 });
+  }
+  if (v.TXSTREAM_KAFKA_BROKERS > 1 && v.TXSTREAM_KAFKA_ADVERTISED_PORT !== undefined)
+    problems.push(
+      'TXSTREAM_KAFKA_ADVERTISED_PORT: a single advertised port needs TXSTREAM_KAFKA_BROKERS=1 (every node advertises its own)',
+    );
+  if (problems.length) throw new StackConfigError(problems);
   const seen = new Map<number, string>();
   const clashes: string[] = [];
-  for (const [name, p] of Object.entries(ports)) {
+  const all: [string, number][] = [
+    ...Object.entries(ports),
+    ...nodes
+      .slice(1)
+      .flatMap((n): [string, number][] => [
+        [`${n.unit} broker`, n.brokerPort],
+        [`${n.unit} controller`, n.controllerPort],
+      ]),
+  ];
+  for (const [name, p] of all) {
     const other = seen.get(p);
     if (other) clashes.push(`port ${p} is configured for both ${other} and ${name}`);
     seen.set(p, name);
@@ -94,6 +151,7 @@ export function loadStackSettings(env: NodeJS.ProcessEnv = process.env): StackSe
     stackDir: path.resolve(v.TXSTREAM_STACK_DIR ?? path.join(cacheDir, 'stack')),
     ports,
     kafkaAdvertisedPort: v.TXSTREAM_KAFKA_ADVERTISED_PORT ?? v.TXSTREAM_KAFKA_PORT,
+    kafkaNodes: nodes,
     projectId: v.GCP_PROJECT_ID,
     kafkaHeap: v.TXSTREAM_KAFKA_HEAP,
     registryHeap: v.TXSTREAM_REGISTRY_HEAP,

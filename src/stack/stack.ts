@@ -13,17 +13,21 @@ import {
   PROVISION_DISK_BYTES,
   serverDirs,
 } from './provision.ts';
+import { describeCluster } from '../kafka/client.ts';
 import { isRunning, readRecord, startProcess, stopProcess, tailFile } from './processes.ts';
 import type { ProcessRecord } from './processes.ts';
-import type { Endpoints, ServiceName } from './services.ts';
+import { clusterRecord } from './kafka-cluster.ts';
+import type { Endpoints, ServiceName, Unit } from './services.ts';
 import {
   endpointsOf,
+  kafkaClusterId,
   launchSpec,
   portEnvNames,
   probe,
-  SERVICE_TITLES,
   SERVICES,
-  servicePorts,
+  unitPorts,
+  unitsOf,
+  unitTitle,
 } from './services.ts';
 import type { StackSettings } from './settings.ts';
 import { STACK_VERSIONS } from './versions.ts';
@@ -46,6 +50,10 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
 export interface ServiceStatus {
   service: ServiceName;
+  /** The process: the service's name, or kafka, kafka-2, kafka-3 for the nodes of a Kafka cluster. */
+  unit: string;
+  /** The Kafka node id, for Kafka's units. */
+  node?: number;
   title: string;
   pid: number | null;
   running: boolean;
@@ -59,17 +67,19 @@ export async function status(
   only: readonly ServiceName[] = SERVICES,
 ): Promise<ServiceStatus[]> {
   return Promise.all(
-    only.map(async (name) => {
-      const rec = readRecord(s.stackDir, name);
+    only.flatMap((name) => unitsOf(s, name)).map(async (u) => {
+      const rec = readRecord(s.stackDir, u.unit);
       const running = rec ? isRunning(rec) : false;
       // A server we did not start can still answer on the port; report it, but only ours is "running".
-      const p: Probe = await probe(s, name);
+      const p: Probe = await probe(s, u);
       return {
-        service: name,
-        title: SERVICE_TITLES[name],
+        service: u.service,
+        unit: u.unit,
+        ...(u.node ? { node: u.node.id } : {}),
+        title: unitTitle(u, s),
         pid: running && rec ? rec.pid : null,
         running,
-        ports: servicePorts(s, name),
+        ports: unitPorts(s, u),
         healthy: running && p.ok,
         detail: running
           ? p.detail
@@ -83,7 +93,7 @@ export async function status(
 
 async function waitReady(
   s: StackSettings,
-  name: ServiceName,
+  u: Unit,
   rec: ProcessRecord,
   deadline: number,
 ): Promise<Probe> {
@@ -91,15 +101,15 @@ async function waitReady(
   while (Date.now() < deadline) {
     if (!isRunning(rec)) {
       throw new Error(
-        `${SERVICE_TITLES[name]} exited during start-up; last lines of ${rec.log}:\n${tailFile(rec.log, 30)}`,
+        `${unitTitle(u, s)} exited during start-up; last lines of ${rec.log}:\n${tailFile(rec.log, 30)}`,
       );
     }
-    last = await probe(s, name);
+    last = await probe(s, u);
     if (last.ok) return last;
     await sleep(250);
   }
   throw new Error(
-    `${SERVICE_TITLES[name]} did not become ready within ${secs(s.readyTimeoutMs)} (${last.detail}); last lines of ${rec.log}:\n${tailFile(rec.log, 30)}`,
+    `${unitTitle(u, s)} did not become ready within ${secs(s.readyTimeoutMs)} (${last.detail}); last lines of ${rec.log}:\n${tailFile(rec.log, 30)}`,
   );
 }
 
@@ -162,13 +172,16 @@ export async function up(
   const t0 = Date.now();
   fs.mkdirSync(s.stackDir, { recursive: true });
   const before = await status(s, only);
-  const toStart = before.filter((st) => !st.healthy).map((st) => st.service);
+  const units = only.flatMap((name) => unitsOf(s, name));
+  const toStart = units.filter((u) => !before.find((st) => st.unit === u.unit)?.healthy);
   if (toStart.length === 0) {
     report(
-      `stack already running (${before.map((st) => `${st.service} pid ${st.pid}`).join(', ')}); nothing to do`,
+      `stack already running (${before.map((st) => `${st.unit} pid ${st.pid}`).join(', ')}); nothing to do`,
     );
     return writeEndpoints(s);
   }
+  // Checked before anything starts: a node cannot join a quorum its data was not formatted for.
+  const cluster = only.includes('kafka') ? clusterRecord(s, kafkaClusterId) : undefined;
 
   const dirs = serverDirs(s.cacheDir);
   const allProvisioned = isProvisioned(dirs.kafka) && isProvisioned(dirs.registry) && isProvisioned(dirs.bq);
@@ -183,18 +196,19 @@ export async function up(
 
   // A started-but-unhealthy server of ours is restarted; a foreign process on our port is an error.
   const portProblems: string[] = [];
-  for (const st of before.filter((x) => !x.healthy)) {
-    const rec = readRecord(s.stackDir, st.service);
+  for (const u of toStart) {
+    const st = before.find((x) => x.unit === u.unit);
+    const rec = readRecord(s.stackDir, u.unit);
     if (rec && isRunning(rec)) {
-      report(`  ${st.service} (pid ${rec.pid}) is running but not healthy (${st.detail}); restarting it`);
+      report(`  ${u.unit} (pid ${rec.pid}) is running but not healthy (${st?.detail}); restarting it`);
       await stopProcess(s.stackDir, rec);
     }
-    const ports = servicePorts(s, st.service);
-    const names = portEnvNames(st.service);
+    const ports = unitPorts(s, u);
+    const names = portEnvNames(u);
     for (const [i, p] of ports.entries()) {
       if (await portInUse(p))
         portProblems.push(
-          `port ${p} (${SERVICE_TITLES[st.service]}) is in use by another process: stop it or set ${names[i]} to a free port`,
+          `port ${p} (${unitTitle(u, s)}) is in use by another process: stop it or set ${names[i]} to a free port`,
         );
     }
   }
@@ -203,29 +217,31 @@ export async function up(
   await ensureProvisioned(s, tools, report);
 
   const deadline = Date.now() + s.readyTimeoutMs;
+  // Every node of a cluster starts at once: none is ready before a majority of the quorum is up.
   await Promise.all(
-    toStart.map(async (name) => {
+    toStart.map(async (u) => {
       const t = Date.now();
-      const spec = launchSpec(name, s, dirs, tools);
+      const spec = launchSpec(u, s, dirs, tools, () => cluster!.clusterId);
       if (spec.prepare?.when()) {
         await runOnce(
           spec.prepare.command,
           spec.prepare.args,
-          path.join(s.stackDir, 'logs', `${name}-prepare.log`),
+          path.join(s.stackDir, 'logs', `${u.unit}-prepare.log`),
         );
       }
-      const rec = startProcess({ stackDir: s.stackDir, service: name, ...spec });
-      const p = await waitReady(s, name, rec, deadline);
-      report(`  ${SERVICE_TITLES[name]}: ready in ${secs(Date.now() - t)} (pid ${rec.pid}; ${p.detail})`);
+      const rec = startProcess({ stackDir: s.stackDir, service: u.unit, ...spec });
+      const p = await waitReady(s, u, rec, deadline);
+      report(`  ${unitTitle(u, s)}: ready in ${secs(Date.now() - t)} (pid ${rec.pid}; ${p.detail})`);
     }),
   ).catch(async (err: unknown) => {
     // Leave nothing half-started behind: a failed `up` stops what it started.
-    for (const name of toStart) {
-      const rec = readRecord(s.stackDir, name);
+    for (const u of toStart) {
+      const rec = readRecord(s.stackDir, u.unit);
       if (rec) await stopProcess(s.stackDir, rec, 10_000).catch(() => undefined);
     }
     throw err;
   });
+  if (s.kafkaNodes.length > 1 && toStart.some((u) => u.node)) await waitClusterComplete(s, deadline);
 
   const endpoints = writeEndpoints(s);
   report(`stack up in ${secs(Date.now() - t0)}; endpoints written to ${endpointsFile(s)}`);
@@ -238,25 +254,48 @@ function writeEndpoints(s: StackSettings): Endpoints {
   return e;
 }
 
-/** Stops only the processes this stack started (by recorded PID and command-line marker). */
+/** Waits until every node of the cluster is a registered broker (a node answers before the rest). */
+async function waitClusterComplete(s: StackSettings, deadline: number): Promise<void> {
+  const want = s.kafkaNodes.length;
+  let last = '';
+  while (Date.now() < deadline) {
+    const d = await describeCluster({ brokers: endpointsOf(s).kafkaBrokers.split(','), clientId: 'txstream-stack-probe' })
+      .then((x) => `${x.brokers} of ${want} brokers registered`)
+      .catch((err: unknown) => (err as Error).message);
+    if (d.startsWith(`${want} of`)) return;
+    last = d;
+    await sleep(250);
+  }
+  throw new Error(`the Kafka cluster did not complete within ${secs(s.readyTimeoutMs)} (${last})`);
+}
+
+/**
+ * Stops only the processes this stack started (by recorded PID and command-line marker): every
+ * recorded process, whatever TXSTREAM_KAFKA_BROKERS says now, so a cluster's nodes all go.
+ */
 export async function down(s: StackSettings, report: Report): Promise<void> {
   const t0 = Date.now();
   let any = false;
+  const pidDir = path.join(s.stackDir, 'pids');
+  const recorded = fs.existsSync(pidDir)
+    ? fs
+        .readdirSync(pidDir)
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => f.slice(0, -'.json'.length))
+    : [];
   await Promise.all(
-    SERVICES.map(async (name) => {
-      const rec = readRecord(s.stackDir, name);
+    recorded.map(async (unit) => {
+      const rec = readRecord(s.stackDir, unit);
       if (!rec) return;
       any = true;
       const outcome = await stopProcess(s.stackDir, rec);
-      report(
-        `  ${SERVICE_TITLES[name]}: ${outcome === 'not-running' ? 'was not running' : `${outcome} (pid ${rec.pid})`}`,
-      );
+      report(`  ${unit}: ${outcome === 'not-running' ? 'was not running' : `${outcome} (pid ${rec.pid})`}`);
     }),
   );
   fs.rmSync(endpointsFile(s), { force: true });
   report(any ? `stack down in ${secs(Date.now() - t0)}` : 'stack was not running; nothing to do');
 }
 
-export function logFile(s: StackSettings, name: ServiceName): string {
-  return path.join(s.stackDir, 'logs', `${name}.log`);
+export function logFile(s: StackSettings, unit: string): string {
+  return path.join(s.stackDir, 'logs', `${unit}.log`);
 }

@@ -93,7 +93,20 @@ export interface Stream {
    * request at a time, so a slow answer stretches the interval); stop() returns the samples.
    */
   sampleRows(everyMs?: number): RowSampler;
+  /**
+   * The topic's log as it reached the table: one entry per (partition, offset), with the transaction
+   * id written there, in offset order. What the producer's promise is checked against.
+   */
+  kafkaLog(): Promise<LogEntry[]>;
+  /** The topic's low and high watermarks per partition. */
+  topicOffsets(): Promise<{ partition: number; low: number; high: number }[]>;
   close(): Promise<void>;
+}
+
+export interface LogEntry {
+  partition: number;
+  offset: number;
+  id: string;
 }
 
 export interface RowSample {
@@ -322,6 +335,25 @@ export function newStream(
           );
         });
       return lines.join('\n');
+    },
+    async kafkaLog() {
+      const [job] = await bq.createQueryJob({
+        query:
+          `SELECT kafka_partition AS p, kafka_offset AS o, MIN(transaction_id) AS id FROM ${table} ` +
+          `GROUP BY kafka_partition, kafka_offset ORDER BY kafka_partition, kafka_offset`,
+      });
+      const [rows] = await job.getQueryResults();
+      return (rows as { p: unknown; o: unknown; id: string }[]).map((r) => ({
+        partition: Number(r.p),
+        offset: Number(r.o),
+        id: r.id,
+      }));
+    },
+    async topicOffsets() {
+      const ends = await (await kafkaAdmin()).fetchTopicOffsets(topic);
+      return ends
+        .map((o) => ({ partition: o.partition, low: Number(o.low), high: Number(o.high) }))
+        .sort((a, b) => a.partition - b.partition);
     },
     sampleRows(everyMs = 250) {
       const samples: RowSample[] = [];

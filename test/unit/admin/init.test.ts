@@ -67,7 +67,7 @@ function memoryRegistry(incompatible: (schema: string) => boolean = () => false)
   return { client, subjects, levels, calls };
 }
 
-function memoryAdmin(existing: ExistingTopic[] = []) {
+function memoryAdmin(existing: ExistingTopic[] = [], brokers = 1) {
   const topics = new Map(existing.map((t) => [t.name, t]));
   const created: TopicRequest[] = [];
   const admin: TopicAdmin = {
@@ -84,6 +84,7 @@ function memoryAdmin(existing: ExistingTopic[] = []) {
       }
     },
     delete: async () => undefined,
+    brokerCount: async () => brokers,
     close: async () => undefined,
   };
   return { admin, created };
