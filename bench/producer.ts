@@ -85,7 +85,7 @@ export async function producerVsReference(o: { quick: boolean }): Promise<BenchR
     {
       name: refTopic,
       partitions,
-      replicationFactor: resolveReplicationFactor(config.topics.replicationFactor, await admin.brokerCount()),
+      replicationFactor: resolveReplicationFactor(config.topics.replicationFactor, await admin.clusterSize()),
       configs: {},
     },
   ]);

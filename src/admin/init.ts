@@ -2,7 +2,7 @@ import type { CompatibilityLevel, RegistryClient } from '../codec/registry.ts';
 import { RegistryError } from '../codec/registry.ts';
 import type { LoadedSchema, SchemaCatalog } from '../codec/schemas.ts';
 import { TxstreamError } from '../errors.ts';
-import type { ExistingTopic, TopicAdmin, TopicRequest } from '../kafka/admin.ts';
+import type { ClusterSize, ExistingTopic, TopicAdmin, TopicRequest } from '../kafka/admin.ts';
 import { DLQ_MAX_MESSAGE_BYTES, KAFKA_DEFAULT_MAX_MESSAGE_BYTES } from '../topics.ts';
 import type { TopicCatalogue, TopicSpec } from '../topics.ts';
 
@@ -26,16 +26,27 @@ export interface TopicSettings {
 }
 
 /**
- * The replication factor of new topics. "auto" (the default) follows the cluster: three copies on
- * three or more brokers (and min.insync.replicas=2, see topicRequests), one on a single broker. A
- * configured factor above the broker count is refused here with both numbers, before any topic.
+ * The replication factor of new topics. "auto" (the default) follows the cluster: three copies (and
+ * min.insync.replicas=2, see topicRequests) when three or more brokers are up or the brokers' own
+ * default.replication.factor is 3 or more, else one. The cluster's default keeps a broker that is
+ * down while init runs from turning a three-node cluster's topics into single copies: init refuses
+ * instead. A factor above the brokers up is refused here, before any topic, with both numbers.
  */
-export function resolveReplicationFactor(configured: number | 'auto', brokers: number): number {
-  if (configured === 'auto') return brokers >= 3 ? 3 : 1;
+export function resolveReplicationFactor(configured: number | 'auto', cluster: ClusterSize): number {
+  const { brokers } = cluster;
+  if (configured === 'auto') {
+    const rf = brokers >= 3 || (cluster.defaultReplicationFactor ?? 0) >= 3 ? 3 : 1;
+    if (rf > brokers)
+      throw new TxstreamError(
+        'TOPIC_ERROR',
+        `the cluster's default.replication.factor is ${cluster.defaultReplicationFactor}, but ${brokers} broker(s) are up: start the others, or set TOPIC_REPLICATION_FACTOR`,
+      );
+    return rf;
+  }
   if (configured > brokers)
     throw new TxstreamError(
       'TOPIC_ERROR',
-      `TOPIC_REPLICATION_FACTOR=${configured}, but the cluster has ${brokers} broker(s): set it to at most ${brokers}, or to auto`,
+      `TOPIC_REPLICATION_FACTOR=${configured}, but the cluster has ${brokers} broker(s) up: set it to at most ${brokers}, or to auto`,
     );
   return configured;
 }
@@ -194,7 +205,7 @@ function localIncompatibility(
 
 export async function runInit(deps: InitDeps): Promise<InitReport> {
   const { catalogue, schemas, registry, admin, settings } = deps;
-  const replicationFactor = resolveReplicationFactor(settings.replicationFactor, await admin.brokerCount());
+  const replicationFactor = resolveReplicationFactor(settings.replicationFactor, await admin.clusterSize());
   const log = deps.log ?? (() => undefined);
   const specs = catalogue.all();
   // Every local schema must parse before anything talks to a server.

@@ -132,6 +132,9 @@ const schema = z.object({
   BQ_LOAD_JOB_TIMEOUT_MS: int(10_000, 3_600_000).default(600_000),
   // A killed member's partitions move after the session timeout; the broker bounds it (6 s – 5 min).
   KAFKA_SESSION_TIMEOUT_MS: int(6000, 300_000).default(30_000),
+  // Long enough to outlast a leader failover: a killed broker is fenced after 9 s, a paused leader
+  // holds a request for the 30 s request timeout (src/kafka/retry.ts). Java's producer waits 120 s.
+  KAFKA_RETRY_TIMEOUT_MS: int(0, 600_000).default(60_000),
   KAFKA_HEARTBEAT_INTERVAL_MS: int(100, 100_000).default(3000),
   // How much one fetch may bring back, in all and per partition. What a fetch brings is decoded and
   // held until it is written, so these bound the consumer's memory (and what a fault makes it read
@@ -141,7 +144,13 @@ const schema = z.object({
   KAFKA_FETCH_MAX_BYTES_PER_PARTITION: int(16 * 1024, 64 * 1024 * 1024).default(512 * 1024),
   TOPIC_PARTITIONS: int(1, 10_000).default(6),
   // "auto": 3 on a cluster of three or more brokers (with min.insync.replicas=2), else 1.
-  TOPIC_REPLICATION_FACTOR: z.union([z.literal('auto'), int(1, 32)]).default('auto'),
+  TOPIC_REPLICATION_FACTOR: z
+    .string()
+    .default('auto')
+    .refine((x) => x === 'auto' || (/^\d+$/.test(x) && Number(x) >= 1 && Number(x) <= 32), {
+      message: 'must be auto or a whole number from 1 to 32',
+    })
+    .transform((x) => (x === 'auto' ? ('auto' as const) : Number(x))),
   TOPIC_RETENTION_MS: int(60_000, Number.MAX_SAFE_INTEGER).default(7 * 86_400_000),
   // 9464: the port the OpenTelemetry Prometheus exporter uses by convention. 0 disables the server.
   METRICS_PORT: int(0, 65_535).default(9464),
@@ -248,6 +257,8 @@ export interface Config {
     ssl: boolean;
     sslCaFile?: string;
     sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+    /** How long a Kafka client retries a failed request before giving up (KAFKA_RETRY_TIMEOUT_MS). */
+    retryTimeoutMs: number;
   };
   registry: { url: string; username?: string; password?: string };
   bigquery: {
@@ -464,6 +475,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       brokers: brokers!,
       clientId: v.KAFKA_CLIENT_ID,
       ssl: v.KAFKA_SSL,
+      retryTimeoutMs: v.KAFKA_RETRY_TIMEOUT_MS,
       ...(v.KAFKA_SSL_CA_FILE ? { sslCaFile: v.KAFKA_SSL_CA_FILE } : {}),
       ...(v.KAFKA_SASL_MECHANISM
         ? {

@@ -26,14 +26,21 @@ export interface ExistingTopic {
   configs: Record<string, string>;
 }
 
+export interface ClusterSize {
+  /** Brokers registered and unfenced now. */
+  brokers: number;
+  /** The brokers' default.replication.factor, when a broker answers for it. */
+  defaultReplicationFactor?: number;
+}
+
 export interface TopicAdmin {
   /** The topics among `names` that exist, with partition count, replication and the given configs. */
   describe(names: readonly string[], configNames: readonly string[]): Promise<Map<string, ExistingTopic>>;
   /** Creates the topics and waits for their leaders; a topic created meanwhile by someone else is fine. */
   create(topics: readonly TopicRequest[]): Promise<void>;
   delete(names: readonly string[]): Promise<void>;
-  /** How many brokers the cluster has registered (what a replication factor of "auto" follows). */
-  brokerCount(): Promise<number>;
+  /** What a replication factor of "auto" follows: the brokers up now and the cluster's own default. */
+  clusterSize(): Promise<ClusterSize>;
   close(): Promise<void>;
 }
 
@@ -144,8 +151,27 @@ export function createTopicAdmin(connection: KafkaConnection, leaderWaitMs = 30_
         if (names.length) await a.deleteTopics({ topics: [...names] });
       }),
 
-    brokerCount: () =>
-      guarded('describing the cluster', async (a) => (await a.describeCluster()).brokers.length),
+    clusterSize: () =>
+      guarded('describing the cluster', async (a) => {
+        const { brokers } = await a.describeCluster();
+        const first = brokers[0];
+        if (!first) return { brokers: 0 };
+        const described = await a.describeConfigs({
+          includeSynonyms: false,
+          resources: [
+            {
+              type: ConfigResourceTypes.BROKER,
+              name: String(first.nodeId),
+              configNames: ['default.replication.factor'],
+            },
+          ],
+        });
+        const value = Number(described.resources[0]?.configEntries[0]?.configValue);
+        return {
+          brokers: brokers.length,
+          ...(Number.isInteger(value) ? { defaultReplicationFactor: value } : {}),
+        };
+      }),
 
     close: () => admin.reset(),
   };

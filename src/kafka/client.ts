@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Kafka, logLevel } from 'kafkajs';
-import type { Admin, Consumer, KafkaConfig, SASLOptions } from 'kafkajs';
+import type { Admin, Consumer, KafkaConfig, RetryOptions, SASLOptions } from 'kafkajs';
 import type { Config } from '../config/config.ts';
 import { causeChain, TxstreamError } from '../errors.ts';
+import { retryPolicy } from './retry.ts';
 
 // The only place that constructs kafkajs clients, so connection settings (TLS, SASL, timeouts,
 // logging) are decided once for every producer, consumer and admin in the process.
@@ -16,8 +17,10 @@ export interface KafkaConnection {
   verbose?: boolean;
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
-  /** Number of retries of a failed request; 0 for probes that must answer fast. */
+  /** Number of retries of a failed request; 0 for probes that must answer fast. Wins over retryTimeoutMs. */
   retries?: number;
+  /** How long to keep retrying a failed request (KAFKA_RETRY_TIMEOUT_MS): see retry.ts. */
+  retryTimeoutMs?: number;
   /** TLS: true for the system trust store, or a CA bundle (PEM) to trust. Verification stays on. */
   ssl?: boolean | { ca: string };
   sasl?: SASLOptions;
@@ -27,6 +30,7 @@ export function kafkaConnection(c: Readonly<Config>, clientIdSuffix?: string): K
   return {
     brokers: [...c.kafka.brokers],
     clientId: clientIdSuffix ? `${c.kafka.clientId}-${clientIdSuffix}` : c.kafka.clientId,
+    retryTimeoutMs: c.kafka.retryTimeoutMs,
     ...(c.kafka.ssl
       ? { ssl: c.kafka.sslCaFile ? { ca: fs.readFileSync(c.kafka.sslCaFile, 'utf8') } : true }
       : {}),
@@ -41,13 +45,20 @@ export function createKafka(c: KafkaConnection): Kafka {
     logLevel: c.verbose ? logLevel.INFO : logLevel.NOTHING,
     connectionTimeout: c.connectionTimeoutMs ?? 3000,
     requestTimeout: c.requestTimeoutMs ?? 30_000,
-    retry: { retries: c.retries ?? 5 },
+    retry: kafkaRetry(c),
     ...(c.ssl ? { ssl: tlsOptions(c.ssl) } : {}),
     ...(c.sasl ? { sasl: c.sasl } : {}),
   };
   const kafka = new Kafka(config);
   if (c.ssl || c.sasl) guardConnects(kafka, c);
   return kafka;
+}
+
+/** Explicit retries, else the time budget, else kafkajs-like 5 retries (clients made outside the config). */
+export function kafkaRetry(c: Pick<KafkaConnection, 'retries' | 'retryTimeoutMs'>): RetryOptions {
+  if (c.retries !== undefined) return { retries: c.retries };
+  if (c.retryTimeoutMs !== undefined) return retryPolicy(c.retryTimeoutMs);
+  return { retries: 5 };
 }
 
 function tlsOptions(ssl: true | { ca: string }): tls.ConnectionOptions {

@@ -2,7 +2,7 @@ import kafkajs from 'kafkajs';
 import type { ICustomPartitioner, Message, Producer, RecordMetadata } from 'kafkajs';
 import { causeChain, TxstreamError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
-import { createKafka } from './client.ts';
+import { createKafka, kafkaRetry } from './client.ts';
 import type { KafkaConnection } from './client.ts';
 
 // The kafkajs side of txstream's producers: one idempotent kafkajs producer behind a small port
@@ -63,6 +63,9 @@ export interface KafkaSenderOptions {
   /** Broker-side wait for the in-sync replicas (acks=all), ms; default 30 s. */
   ackTimeoutMs?: number;
 }
+
+/** Resends of records kafkajs left out of a successful send before the batch is reported failed. */
+const MAX_RESENDS = 3;
 
 const UNAVAILABLE = new Set([
   'KafkaJSConnectionError',
@@ -142,7 +145,8 @@ export function createKafkaSender(
 ): RecordSender {
   const kafka = createKafka(connection);
   const compression = options.compression === 'none' ? CompressionTypes.None : CompressionTypes.GZIP;
-  const retries = options.retries ?? 5;
+  // The connection's time budget (KAFKA_RETRY_TIMEOUT_MS) unless the caller counts retries itself.
+  const retry = kafkaRetry(options.retries !== undefined ? { retries: options.retries } : connection);
   const ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
 
   // kafkajs does not say which partition each message of a send went to, only a base offset per
@@ -161,6 +165,47 @@ export function createKafkaSender(
 
   let current: Promise<Producer> | undefined;
   let closed = false;
+  /** A resent copy of a message → the message the caller's batch holds. */
+  const origin = new WeakMap<Message, Message>();
+
+  /**
+   * The partition and offset of every message whose partition the broker acknowledged: kafkajs reports
+   * a base offset per partition, and a request carries one record batch per partition, in order.
+   * Messages of partitions missing from `metadata` are left out (see send()).
+   */
+  async function acknowledge(
+    topic: string,
+    messages: readonly Message[],
+    metadata: readonly RecordMetadata[],
+  ): Promise<Map<Message, Ack>> {
+    const base = new Map<number, bigint>();
+    for (const m of metadata) {
+      if (m.errorCode !== 0 || m.baseOffset === undefined) {
+        await discard();
+        throw new TxstreamError(
+          'BROKER_REJECTED',
+          `${topic}[${m.partition}]: broker error code ${m.errorCode}`,
+        );
+      }
+      base.set(m.partition, BigInt(m.baseOffset));
+    }
+    const next = new Map<number, bigint>();
+    const out = new Map<Message, Ack>();
+    for (const m of messages) {
+      const partition = assigned.get(m);
+      if (partition === undefined) {
+        // Cannot happen with kafkajs 2.2.x: the partitioner sees every message it sends.
+        await discard();
+        throw new TxstreamError('BROKER_REJECTED', `${topic}: a record was sent to no partition`);
+      }
+      const first = base.get(partition);
+      if (first === undefined) continue;
+      const offset = next.get(partition) ?? first;
+      next.set(partition, offset + 1n);
+      out.set(m, { partition, offset: offset.toString() });
+    }
+    return out;
+  }
 
   function producer(): Promise<Producer> {
     if (!current) {
@@ -169,7 +214,7 @@ export function createKafkaSender(
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
         createPartitioner: tracking,
-        retry: { retries },
+        retry,
       });
       current = p.connect().then(
         () => p,
@@ -218,37 +263,40 @@ export function createKafkaSender(
         value: m.value,
         ...(m.headers ? { headers: m.headers } : {}),
       }));
-      let metadata: RecordMetadata[];
-      try {
-        const p = await producer();
-        metadata = await p.send({ topic, messages, acks: -1, timeout: ackTimeoutMs, compression });
-      } catch (err) {
-        await discard();
-        throw classifyKafkaError(err, `sending ${messages.length} records to ${topic} failed`);
-      }
-      const base = new Map<number, bigint>();
-      for (const m of metadata) {
-        if (m.errorCode !== 0 || m.baseOffset === undefined) {
+      const acks = new Map<Message, Ack>();
+      let pending = messages;
+      for (let round = 0; pending.length > 0; round++) {
+        let metadata: RecordMetadata[];
+        try {
+          const p = await producer();
+          metadata = await p.send({ topic, messages: pending, acks: -1, timeout: ackTimeoutMs, compression });
+        } catch (err) {
+          await discard();
+          throw classifyKafkaError(err, `sending ${messages.length} records to ${topic} failed`);
+        }
+        const matched = await acknowledge(topic, pending, metadata);
+        for (const [m, ack] of matched) acks.set(origin.get(m) ?? m, ack);
+        // kafkajs resolves a send without some partitions when a retry found their new leader among the
+        // brokers that had already answered: it never asks that broker again (tulios/kafkajs#1303, seen
+        // here when a broker of three was killed). Those records were not written by the attempt that
+        // succeeded; an earlier, failed attempt may have written them. So they go again, pinned to the
+        // same partition, through the same producer: kafkajs rolled their sequence numbers back when
+        // that attempt failed, so the broker drops them if they are in the log already.
+        const skipped = pending.filter((m) => !matched.has(m));
+        if (skipped.length > 0 && round >= MAX_RESENDS) {
           await discard();
           throw new TxstreamError(
-            'BROKER_REJECTED',
-            `${topic}[${m.partition}]: broker error code ${m.errorCode}`,
+            'BROKER_UNAVAILABLE',
+            `${topic}: ${skipped.length} records still unacknowledged after ${MAX_RESENDS} resends`,
           );
         }
-        base.set(m.partition, BigInt(m.baseOffset));
+        pending = skipped.map((m) => {
+          const again: Message = { ...m, partition: assigned.get(m)! };
+          origin.set(again, origin.get(m) ?? m);
+          return again;
+        });
       }
-      const next = new Map<number, bigint>();
-      return messages.map((m) => {
-        const partition = assigned.get(m);
-        const first = partition === undefined ? undefined : base.get(partition);
-        if (partition === undefined || first === undefined) {
-          // Cannot happen with kafkajs 2.2.x; if it ever does, claiming an offset would be a lie.
-          throw new TxstreamError('BROKER_REJECTED', `${topic}: no acknowledgement matched a sent record`);
-        }
-        const offset = next.get(partition) ?? first;
-        next.set(partition, offset + 1n);
-        return { partition, offset: offset.toString() };
-      });
+      return messages.map((m) => acks.get(m)!);
     },
 
     async close() {

@@ -214,7 +214,7 @@ export function createLeaderElection(o: LeaderElectionOptions): LeaderElection {
           {
             name: o.topic,
             partitions: 1,
-            replicationFactor: resolveReplicationFactor(o.replicationFactor, await admin.brokerCount()),
+            replicationFactor: resolveReplicationFactor(o.replicationFactor, await admin.clusterSize()),
             configs: { 'cleanup.policy': 'delete', 'retention.ms': '3600000' },
           },
         ]);

@@ -69,7 +69,11 @@ async function scenario(
   const s = newStream(`cluster${seedOffset}`, cluster.endpoints, { env: { LOG_LEVEL: 'info' } });
   streams.push(s);
   await s.init();
-  const producing = s.produce(count, seed, { rate: RATE, start: START });
+  // Caught at once: a rejection left unobserved while the fault runs would fail this test and start
+  // the next one beside it.
+  const producing = s
+    .produce(count, seed, { rate: RATE, start: START })
+    .catch((err: unknown) => err as Error);
   const members: Member[] = [s.startMember(), s.startMember()];
   for (const m of members) await consuming(m);
   const sampler = s.sampleRows();
@@ -77,7 +81,9 @@ async function scenario(
 
   const outcome = await fault(s);
 
-  const { sent, exitCode } = await producing;
+  const produced = await producing;
+  if (produced instanceof Error) throw produced;
+  const { sent, exitCode } = produced;
   assert.equal(exitCode, 0, 'the producer rode out the fault');
   assert.equal(sent, count);
   await s.drained();
@@ -106,9 +112,9 @@ async function scenario(
   assert.equal(f.deadLettered, 0, 'no good record dead-lettered');
 
   // The producer's promise, on what it wrote.
-  const generated = [
-    ...createGenerator({ seed, startTime: new Date(START) }).transactions({ count }),
-  ].map((r) => r.transaction_id);
+  const generated = [...createGenerator({ seed, startTime: new Date(START) }).transactions({ count })].map(
+    (r) => r.transaction_id,
+  );
   const check = checkProducerLog(generated, await s.kafkaLog(), await s.topicOffsets());
   t.diagnostic(`${name}: ${producerLogText(check)}`);
   assert.deepEqual(
@@ -130,18 +136,25 @@ test('three-node stack: every node, the active controller and full replication; 
   );
   const health = await clusterHealth(cluster.settings, cluster.endpoints.kafkaBrokers);
   assert.deepEqual(health.brokers, [1, 2, 3]);
-  assert.ok(health.controller !== null && [1, 2, 3].includes(health.controller), `controller ${health.controller}`);
+  assert.ok(
+    health.controller !== null && [1, 2, 3].includes(health.controller),
+    `controller ${health.controller}`,
+  );
   assert.deepEqual(health.problems, []);
 
   const s = newStream('clusterinit', cluster.endpoints);
   streams.push(s);
   await s.init();
-  const admin = createKafka({ brokers: cluster.endpoints.kafkaBrokers, clientId: 'faults-cluster-init' }).admin();
+  const admin = createKafka({
+    brokers: cluster.endpoints.kafkaBrokers,
+    clientId: 'faults-cluster-init',
+  }).admin();
   await admin.connect();
   try {
     const meta = await admin.fetchTopicMetadata({ topics: [s.topic, s.dlqTopic] });
     for (const topic of meta.topics)
-      for (const p of topic.partitions) assert.equal(p.replicas.length, 3, `${topic.name}/${p.partitionId} replicas`);
+      for (const p of topic.partitions)
+        assert.equal(p.replicas.length, 3, `${topic.name}/${p.partitionId} replicas`);
     const configs = await admin.describeConfigs({
       includeSynonyms: false,
       resources: [{ type: 2, name: s.topic, configNames: ['min.insync.replicas'] }],
@@ -158,62 +171,71 @@ test('three-node stack: every node, the active controller and full replication; 
   );
 });
 
-test('the broker leading the fact topic SIGKILLed mid-stream, restarted later: nothing lost', { timeout: 900_000 }, (t) =>
-  scenario(t, 'cluster: leader SIGKILL', 1, 70, async (s) => {
-    const victim = await cluster.busiestLeader(s.topic);
-    const killedAt = Date.now();
-    await cluster.kill(victim);
-    const shrink = await cluster.isrShrunk(s.topic);
-    await sleep(15_000); // the outage: the cluster runs on two nodes
-    await cluster.restart();
-    const whole = await cluster.isrWhole();
-    return {
-      faultsAt: [killedAt],
-      notes: `node ${victim} killed; ISR shrunk after ${(shrink / 1000).toFixed(1)} s; down 15 s; ISR whole ${(whole / 1000).toFixed(1)} s after its restart`,
-    };
-  }),
-);
-
-test('a rolling restart of all three brokers (SIGTERM, ISR whole, next): nothing lost', { timeout: 900_000 }, (t) =>
-  scenario(t, 'cluster: rolling restart', 2, 100, async () => {
-    const faultsAt: number[] = [];
-    const waits: string[] = [];
-    for (const node of cluster.nodeIds) {
-      faultsAt.push(Date.now());
-      const t0 = Date.now();
-      await cluster.stop(node);
-      const stopped = Date.now() - t0;
+test(
+  'the broker leading the fact topic SIGKILLed mid-stream, restarted later: nothing lost',
+  { timeout: 900_000 },
+  (t) =>
+    scenario(t, 'cluster: leader SIGKILL', 1, 70, async (s) => {
+      const victim = await cluster.busiestLeader(s.topic);
+      const killedAt = Date.now();
+      await cluster.kill(victim);
+      const shrink = await cluster.isrShrunk(s.topic);
+      await sleep(15_000); // the outage: the cluster runs on two nodes
       await cluster.restart();
-      await cluster.isrWhole();
-      waits.push(
-        `node ${node} stopped in ${(stopped / 1000).toFixed(1)} s, back with the ISR whole ${((Date.now() - t0) / 1000).toFixed(1)} s after the SIGTERM`,
-      );
-    }
-    return { faultsAt, notes: waits.join('; ') };
-  }),
+      const whole = await cluster.isrWhole();
+      return {
+        faultsAt: [killedAt],
+        notes: `node ${victim} killed; ISR shrunk after ${(shrink / 1000).toFixed(1)} s; down 15 s; ISR whole ${(whole / 1000).toFixed(1)} s after its restart`,
+      };
+    }),
 );
 
-test('one broker paused (SIGSTOP) until it drops out of the ISR, then resumed: nothing lost', { timeout: 900_000 }, (t) =>
-  scenario(t, 'cluster: broker paused out of the ISR', 3, 70, async (s) => {
-    const controller = await cluster.controller();
-    // A broker that is not the active controller: pausing the quorum's leader is the controller scenario.
-    const victim = cluster.nodeIds.find((n) => n !== controller)!;
-    const pausedAt = Date.now();
-    cluster.pause(victim);
-    let shrink: number;
-    try {
-      shrink = await cluster.isrShrunk(s.topic);
-      await sleep(5_000); // the paused broker stays out a while after the shrink
-    } finally {
-      cluster.resume(victim);
-    }
-    const resumedAt = Date.now();
-    const whole = await cluster.isrWhole();
-    return {
-      faultsAt: [pausedAt, resumedAt],
-      notes: `node ${victim} paused ${((resumedAt - pausedAt) / 1000).toFixed(1)} s (out of the ISR after ${(shrink / 1000).toFixed(1)} s); ISR whole ${(whole / 1000).toFixed(1)} s after SIGCONT`,
-    };
-  }),
+test(
+  'a rolling restart of all three brokers (SIGTERM, ISR whole, next): nothing lost',
+  { timeout: 900_000 },
+  (t) =>
+    scenario(t, 'cluster: rolling restart', 2, 100, async () => {
+      const faultsAt: number[] = [];
+      const waits: string[] = [];
+      for (const node of cluster.nodeIds) {
+        faultsAt.push(Date.now());
+        const t0 = Date.now();
+        await cluster.stop(node);
+        const stopped = Date.now() - t0;
+        await cluster.restart();
+        await cluster.isrWhole();
+        waits.push(
+          `node ${node} stopped in ${(stopped / 1000).toFixed(1)} s, back with the ISR whole ${((Date.now() - t0) / 1000).toFixed(1)} s after the SIGTERM`,
+        );
+      }
+      return { faultsAt, notes: waits.join('; ') };
+    }),
+);
+
+test(
+  'one broker paused (SIGSTOP) until it drops out of the ISR, then resumed: nothing lost',
+  { timeout: 900_000 },
+  (t) =>
+    scenario(t, 'cluster: broker paused out of the ISR', 3, 70, async (s) => {
+      const controller = await cluster.controller();
+      // A broker that is not the active controller: pausing the quorum's leader is the controller scenario.
+      const victim = cluster.nodeIds.find((n) => n !== controller)!;
+      const pausedAt = Date.now();
+      cluster.pause(victim);
+      let shrink: number;
+      try {
+        shrink = await cluster.isrShrunk(s.topic);
+        await sleep(5_000); // the paused broker stays out a while after the shrink
+      } finally {
+        cluster.resume(victim);
+      }
+      const resumedAt = Date.now();
+      const whole = await cluster.isrWhole();
+      return {
+        faultsAt: [pausedAt, resumedAt],
+        notes: `node ${victim} paused ${((resumedAt - pausedAt) / 1000).toFixed(1)} s (out of the ISR after ${(shrink / 1000).toFixed(1)} s); ISR whole ${(whole / 1000).toFixed(1)} s after SIGCONT`,
+      };
+    }),
 );
 
 test('the active controller SIGKILLed: a new one is elected, nothing lost', { timeout: 900_000 }, (t) =>
@@ -235,38 +257,44 @@ test('the active controller SIGKILLed: a new one is elected, nothing lost', { ti
   }),
 );
 
-test('the fact topic reassigned while consuming (off one broker, then back): nothing lost', { timeout: 900_000 }, (t) =>
-  scenario(t, 'cluster: partition reassignment', 5, 60, async (s) => {
-    const away = await cluster.busiestLeader(s.topic);
-    const others = cluster.nodeIds.filter((n) => n !== away);
-    const leaders = await cluster.leaders(s.topic);
-    // Off the busiest leader (its partitions elect new leaders), then back onto it, last in order (it
-    // copies every partition's log again while the stream goes on).
-    const off = new Map([...leaders.keys()].map((p) => [p, p % 2 ? others : [...others].reverse()]));
-    const back = new Map([...off].map(([p, r]) => [p, [...r, away]]));
-    const firstAt = Date.now();
-    const first = await cluster.reassign(s.topic, off);
-    const secondAt = Date.now();
-    const second = await cluster.reassign(s.topic, back);
-    const whole = await cluster.isrWhole();
-    return {
-      faultsAt: [firstAt, secondAt],
-      notes: `all partitions moved off node ${away} in ${(first / 1000).toFixed(1)} s, back in ${(second / 1000).toFixed(1)} s (ISR whole ${(whole / 1000).toFixed(1)} s after)`,
-    };
-  }),
+test(
+  'the fact topic reassigned while consuming (off one broker, then back): nothing lost',
+  { timeout: 900_000 },
+  (t) =>
+    scenario(t, 'cluster: partition reassignment', 5, 60, async (s) => {
+      const away = await cluster.busiestLeader(s.topic);
+      const others = cluster.nodeIds.filter((n) => n !== away);
+      const leaders = await cluster.leaders(s.topic);
+      // Off the busiest leader (its partitions elect new leaders), then back onto it, last in order (it
+      // copies every partition's log again while the stream goes on).
+      const off = new Map([...leaders.keys()].map((p) => [p, p % 2 ? others : [...others].reverse()]));
+      const back = new Map([...off].map(([p, r]) => [p, [...r, away]]));
+      const firstAt = Date.now();
+      const first = await cluster.reassign(s.topic, off);
+      const secondAt = Date.now();
+      const second = await cluster.reassign(s.topic, back);
+      const whole = await cluster.isrWhole();
+      return {
+        faultsAt: [firstAt, secondAt],
+        notes: `all partitions moved off node ${away} in ${(first / 1000).toFixed(1)} s, back in ${(second / 1000).toFixed(1)} s (ISR whole ${(whole / 1000).toFixed(1)} s after)`,
+      };
+    }),
 );
 
-test("the group coordinator's broker SIGKILLed while members commit: nothing lost", { timeout: 900_000 }, (t) =>
-  scenario(t, 'cluster: group coordinator SIGKILL', 6, 60, async (s) => {
-    const victim = await cluster.coordinator(s.group);
-    const killedAt = Date.now();
-    await cluster.kill(victim);
-    await sleep(15_000); // the outage: the group finds its coordinator on another node
-    await cluster.restart();
-    const whole = await cluster.isrWhole();
-    return {
-      faultsAt: [killedAt],
-      notes: `coordinator node ${victim} killed, down 15 s; ISR whole ${(whole / 1000).toFixed(1)} s after its restart`,
-    };
-  }),
+test(
+  "the group coordinator's broker SIGKILLed while members commit: nothing lost",
+  { timeout: 900_000 },
+  (t) =>
+    scenario(t, 'cluster: group coordinator SIGKILL', 6, 60, async (s) => {
+      const victim = await cluster.coordinator(s.group);
+      const killedAt = Date.now();
+      await cluster.kill(victim);
+      await sleep(15_000); // the outage: the group finds its coordinator on another node
+      await cluster.restart();
+      const whole = await cluster.isrWhole();
+      return {
+        faultsAt: [killedAt],
+        notes: `coordinator node ${victim} killed, down 15 s; ISR whole ${(whole / 1000).toFixed(1)} s after its restart`,
+      };
+    }),
 );

@@ -114,7 +114,11 @@ export async function startCluster(): Promise<Cluster> {
     },
     async controller() {
       let id: number | null = null;
-      await until('an active controller', async () => (id = await activeController(settings)) !== null, 60_000);
+      await until(
+        'an active controller',
+        async () => (id = await activeController(settings)) !== null,
+        60_000,
+      );
       return id!;
     },
     async coordinator(group) {
@@ -142,7 +146,12 @@ export async function startCluster(): Promise<Cluster> {
         'every partition fully in sync',
         async () => {
           const r = await replication(brokers).catch(() => undefined);
-          return r !== undefined && r.brokers.length === 3 && r.underReplicated.length === 0 && r.offline.length === 0;
+          return (
+            r !== undefined &&
+            r.brokers.length === 3 &&
+            r.underReplicated.length === 0 &&
+            r.offline.length === 0
+          );
         },
         ms,
       );
@@ -221,6 +230,10 @@ export async function startCluster(): Promise<Cluster> {
         }
       }
       await down(settings, quiet);
+      // The nodes' logs go with the member logs (FAULTS_MEMBER_LOGS), for tracing a failure afterwards.
+      const keep = process.env.FAULTS_MEMBER_LOGS;
+      if (keep)
+        fs.cpSync(path.join(stackDir, 'logs'), path.join(keep, path.basename(stackDir)), { recursive: true });
       fs.rmSync(stackDir, { recursive: true, force: true });
     },
   };

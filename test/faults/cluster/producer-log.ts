@@ -17,7 +17,7 @@ export interface ProducerLogCheck {
   unknown: number;
   /** Entries whose record was generated before the entry preceding it in the same partition. */
   reordered: number;
-  /** Offsets between a partition's watermarks without an entry. */
+  /** Offsets between a partition's watermarks without an entry (a duplicate cannot hide one). */
   holes: number;
 }
 
@@ -31,11 +31,12 @@ export function checkProducerLog(
   let unknown = 0;
   let reordered = 0;
   const last = new Map<number, number>();
-  const perPartition = new Map<number, number>();
+  const offsetsOf = new Map<number, Set<number>>();
   const sorted = [...log].sort((a, b) => a.partition - b.partition || a.offset - b.offset);
   for (const e of sorted) {
     seen.set(e.id, (seen.get(e.id) ?? 0) + 1);
-    perPartition.set(e.partition, (perPartition.get(e.partition) ?? 0) + 1);
+    if (!offsetsOf.has(e.partition)) offsetsOf.set(e.partition, new Set());
+    offsetsOf.get(e.partition)!.add(e.offset);
     const i = index.get(e.id);
     if (i === undefined) {
       unknown++;
@@ -49,7 +50,10 @@ export function checkProducerLog(
   for (const n of seen.values()) if (n > 1) duplicates += n - 1;
   const missing = generated.filter((id) => !seen.has(id)).length;
   let holes = 0;
-  for (const o of offsets) holes += Math.max(0, o.high - o.low - (perPartition.get(o.partition) ?? 0));
+  for (const o of offsets) {
+    const have = offsetsOf.get(o.partition);
+    for (let x = o.low; x < o.high; x++) if (!have?.has(x)) holes++;
+  }
   return { entries: sorted.length, duplicates, missing, unknown, reordered, holes };
 }
 

@@ -26,6 +26,8 @@ const settings: StackSettings = loadStackSettings(stackEnv);
 const brokers = `127.0.0.1:${kafka}`;
 const env = {
   ...process.env,
+  // The command must give up while the broker is away (the default budget outlasts a failover).
+  KAFKA_RETRY_TIMEOUT_MS: '10000',
   KAFKA_BROKERS: brokers,
   SCHEMA_REGISTRY_URL: `http://127.0.0.1:${registry}/apis/ccompat/v7`,
   TOPIC_PARTITIONS: '3',

@@ -30,7 +30,8 @@ describe('unreachable broker', () => {
 
   it('createProducer refuses to start and names the problem', async () => {
     const e = testEndpoints();
-    const config = loadConfig({ ...process.env, KAFKA_BROKERS: dead });
+    // A short retry budget: what is tested is the error, not how long a client waits for a failover.
+    const config = loadConfig({ ...process.env, KAFKA_BROKERS: dead, KAFKA_RETRY_TIMEOUT_MS: '1000' });
     const registry = createRegistryClient({ url: e.schemaRegistryUrl });
     // The schema is registered for real, so the broker is the only thing missing.
     const prefix = `unreachable_${Date.now().toString(36)}.`;

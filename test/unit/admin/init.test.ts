@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InitRefusedError, runInit, topicRequests } from '../../../src/admin/init.ts';
+import {
+  InitRefusedError,
+  resolveReplicationFactor,
+  runInit,
+  topicRequests,
+} from '../../../src/admin/init.ts';
 import type { CompatibilityLevel, RegistryClient, SubjectVersion } from '../../../src/codec/registry.ts';
 import { RegistryError } from '../../../src/codec/registry.ts';
 import { createSchemaCatalog } from '../../../src/codec/schemas.ts';
 import type { SchemaCatalog } from '../../../src/codec/schemas.ts';
+import { TxstreamError } from '../../../src/errors.ts';
 import type { ExistingTopic, TopicAdmin, TopicRequest } from '../../../src/kafka/admin.ts';
 import { createTopicCatalogue } from '../../../src/topics.ts';
 
@@ -84,7 +90,7 @@ function memoryAdmin(existing: ExistingTopic[] = [], brokers = 1) {
       }
     },
     delete: async () => undefined,
-    brokerCount: async () => brokers,
+    clusterSize: async () => ({ brokers }),
     close: async () => undefined,
   };
   return { admin, created };
@@ -298,5 +304,104 @@ describe('runInit', () => {
       'only the refused attempt that yields the reason',
     );
     assert.equal(registry.subjects.get('banking.transactions.v1-value')!.length, 1);
+  });
+});
+
+describe('replication factor', () => {
+  it('auto follows the cluster: three copies on three or more brokers, one below', () => {
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map((brokers) => resolveReplicationFactor('auto', { brokers })),
+      [1, 1, 3, 3, 3],
+    );
+  });
+
+  it("auto follows the brokers' own default.replication.factor too, so a broker down cannot make single copies", () => {
+    assert.equal(resolveReplicationFactor('auto', { brokers: 3, defaultReplicationFactor: 1 }), 3);
+    assert.equal(resolveReplicationFactor('auto', { brokers: 1, defaultReplicationFactor: 1 }), 1);
+    assert.throws(
+      () => resolveReplicationFactor('auto', { brokers: 2, defaultReplicationFactor: 3 }),
+      /default\.replication\.factor is 3, but 2 broker\(s\) are up/,
+    );
+  });
+
+  it('a configured factor is kept while the cluster has the brokers for it', () => {
+    assert.equal(resolveReplicationFactor(1, { brokers: 1 }), 1);
+    assert.equal(resolveReplicationFactor(1, { brokers: 3 }), 1);
+    assert.equal(resolveReplicationFactor(2, { brokers: 3 }), 2);
+    assert.equal(resolveReplicationFactor(3, { brokers: 3 }), 3);
+    assert.equal(resolveReplicationFactor(3, { brokers: 5 }), 3);
+  });
+
+  it('a configured factor above the broker count is refused with both numbers', () => {
+    assert.throws(
+      () => resolveReplicationFactor(3, { brokers: 1 }),
+      (err: unknown) => {
+        assert.ok(err instanceof TxstreamError);
+        assert.equal(err.code, 'TOPIC_ERROR');
+        assert.equal(
+          err.message,
+          'TOPIC_REPLICATION_FACTOR=3, but the cluster has 1 broker(s) up: set it to at most 1, or to auto',
+        );
+        return true;
+      },
+    );
+    assert.throws(
+      () => resolveReplicationFactor(4, { brokers: 3 }),
+      /TOPIC_REPLICATION_FACTOR=4, .* has 3 broker\(s\)/,
+    );
+  });
+
+  function initOn(brokers: number, replicationFactor: number | 'auto') {
+    const registry = memoryRegistry();
+    const { admin, created } = memoryAdmin([], brokers);
+    const run = runInit({
+      catalogue: createTopicCatalogue(),
+      schemas: createSchemaCatalog(),
+      registry: registry.client,
+      admin,
+      settings: { ...settings, replicationFactor },
+    });
+    return { run, created, registry };
+  }
+
+  it('auto on three brokers creates every topic with three replicas and two in sync', async () => {
+    const { run, created } = initOn(3, 'auto');
+    const report = await run;
+    assert.equal(created.length, 10);
+    for (const r of created) {
+      assert.equal(r.replicationFactor, 3, r.name);
+      assert.equal(r.configs['min.insync.replicas'], '2', r.name);
+    }
+    assert.ok(report.topics.every((t) => t.status === 'created' && t.replicationFactor === 3));
+  });
+
+  it('auto on one broker creates every topic with one replica and no min.insync.replicas', async () => {
+    const { run, created } = initOn(1, 'auto');
+    const report = await run;
+    assert.equal(created.length, 10);
+    for (const r of created) {
+      assert.equal(r.replicationFactor, 1, r.name);
+      assert.equal(r.configs['min.insync.replicas'], undefined, r.name);
+    }
+    assert.ok(report.topics.every((t) => t.replicationFactor === 1));
+  });
+
+  it('auto on two brokers stays at one replica', async () => {
+    const { run, created } = initOn(2, 'auto');
+    await run;
+    assert.ok(created.every((r) => r.replicationFactor === 1 && !('min.insync.replicas' in r.configs)));
+  });
+
+  it('a configured 3 on one broker is refused before any subject or topic is touched', async () => {
+    const { run, created, registry } = initOn(1, 3);
+    await assert.rejects(run, (err: unknown) => {
+      assert.ok(err instanceof TxstreamError);
+      assert.equal(err.code, 'TOPIC_ERROR');
+      assert.match(err.message, /TOPIC_REPLICATION_FACTOR=3, but the cluster has 1 broker\(s\)/);
+      return true;
+    });
+    assert.equal(created.length, 0, 'no topic created');
+    assert.deepEqual(registry.calls, [], 'no compatibility set, nothing registered');
+    assert.equal(registry.levels.size, 0);
   });
 });

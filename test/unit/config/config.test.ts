@@ -45,6 +45,28 @@ test('BQ_MAX_IN_FLIGHT bounds the writes in flight per member', () => {
     assert.throws(() => loadConfig({ ...base, BQ_MAX_IN_FLIGHT: bad }), /BQ_MAX_IN_FLIGHT/);
 });
 
+test('TOPIC_REPLICATION_FACTOR is auto by default, or a replica count from 1 to 32', () => {
+  assert.deepEqual(loadConfig(base).topics, {
+    partitions: 6,
+    replicationFactor: 'auto',
+    retentionMs: 604_800_000,
+  });
+  assert.equal(loadConfig({ ...base, TOPIC_REPLICATION_FACTOR: 'auto' }).topics.replicationFactor, 'auto');
+  assert.equal(loadConfig({ ...base, TOPIC_REPLICATION_FACTOR: '3' }).topics.replicationFactor, 3);
+  assert.equal(loadConfig({ ...base, TOPIC_REPLICATION_FACTOR: '1' }).topics.replicationFactor, 1);
+  assert.equal(loadConfig({ ...base, TOPIC_REPLICATION_FACTOR: '32' }).topics.replicationFactor, 32);
+  for (const bad of ['x', '0', '33', '2.5', '-1', 'AUTO'])
+    assert.throws(
+      () => loadConfig({ ...base, TOPIC_REPLICATION_FACTOR: bad }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError, bad);
+        assert.equal(err.problems.length, 1, `${bad}: ${err.problems.join(' | ')}`);
+        assert.match(err.problems[0]!, /^TOPIC_REPLICATION_FACTOR/, bad);
+        return true;
+      },
+    );
+});
+
 test('BQ_WRITE_API picks the streaming sink; an emulator needs its Storage Write gRPC endpoint too', () => {
   assert.equal(loadConfig(base).streaming.writeApi, 'storage', 'the default');
   assert.equal(loadConfig({ ...base, BQ_WRITE_API: 'insert-all' }).streaming.writeApi, 'insert-all');
