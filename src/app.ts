@@ -251,6 +251,7 @@ export async function buildConsumerApp(o: {
     maxInFlight: config.streaming.enabled ? config.streaming.maxInFlight : 1,
     logger: logger.child({ component: 'runner' }),
     metrics: metrics.runner,
+    sessionTimeoutMs: config.consumer.sessionTimeoutMs,
     ...(o.onFatal ? { onFatal: o.onFatal } : {}),
   });
   metrics.setLagSource(() => runner.lag());

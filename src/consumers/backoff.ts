@@ -1,5 +1,5 @@
 import { isTxstreamError } from '../errors.ts';
-import { isMembershipError } from './group-control.ts';
+import { CoordinatorLostError, isMembershipError } from './group-control.ts';
 
 // Retrying inside a consumer group member: exponential backoff with full jitter (many members
 // retrying against one quota must not synchronise), waited in slices with a heartbeat after each so
@@ -20,6 +20,13 @@ export interface BackoffOptions {
   giveUpEarly: () => boolean;
   logger: { warn(obj: object, msg: string): void };
   metrics?: { retried(operation: string): void };
+  /**
+   * The group's session (KAFKA_SESSION_TIMEOUT_MS): heartbeats failing for longer than this mean the
+   * member is out of the group, and beat() says so (CoordinatorLostError) instead of ignoring them.
+   */
+  sessionTimeoutMs?: number;
+  /** Monotonic ms clock for that; default performance.now. */
+  now?: () => number;
 }
 
 /** Attempts (after the first) an operation gets once giveUpEarly() is true. */
@@ -41,6 +48,9 @@ export interface Backoff {
 }
 
 export function createBackoff(o: BackoffOptions): Backoff {
+  const now = o.now ?? (() => performance.now());
+  /** Since when heartbeats have failed without one getting through; undefined while they succeed. */
+  let failingSince: number | undefined;
   const b: Backoff = {
     delay: (attempt) =>
       Math.round(o.random() * Math.min(o.retry.maxMs, o.retry.initialMs * 2 ** Math.min(attempt, 16))),
@@ -54,8 +64,19 @@ export function createBackoff(o: BackoffOptions): Backoff {
       if (!heartbeat) return;
       try {
         await heartbeat();
+        failingSince = undefined;
       } catch (err) {
         if (isMembershipError(err)) throw err;
+        // A coordinator that cannot be reached (its broker killed: connection refused, then "broker
+        // not found" once it left the metadata) was ignored for ever: the member held its partitions
+        // after the group had given them to another, and a stop hung on commits to a broker that was
+        // no longer the coordinator (the cluster fault suite's leader and coordinator kills).
+        failingSince ??= now();
+        const ms = now() - failingSince;
+        if (o.sessionTimeoutMs !== undefined && ms > o.sessionTimeoutMs) {
+          failingSince = undefined;
+          throw new CoordinatorLostError(ms, err);
+        }
       }
     },
 

@@ -1,4 +1,5 @@
 import type { Consumer } from 'kafkajs';
+import { causeChain } from '../errors.ts';
 
 // The kafkajs calls the runner makes on its group membership (pause, resume, commit), made safe for
 // the window kafkajs 2.2.4 leaves between a crash and its restart:
@@ -27,10 +28,30 @@ const MEMBERSHIP_ERRORS = new Set([
   'STALE_GENERATION',
 ]);
 
-/** True for a kafkajs error saying the group moved on without this member: never retry those. */
+/**
+ * True for a kafkajs error saying the group moved on without this member: never retry those. kafkajs
+ * wraps what its own retrier gave up on (KafkaJSNumberOfRetriesExceeded, message of the original):
+ * the type is looked for down the cause chain. A commit answering NOT_COORDINATOR after the
+ * coordinator's broker came back was retried for ever while the type sat one level down.
+ */
 export function isMembershipError(err: unknown): boolean {
-  const type = (err as { type?: unknown } | null)?.type;
-  return typeof type === 'string' && MEMBERSHIP_ERRORS.has(type);
+  return causeChain(err).some((e) => typeof e.type === 'string' && MEMBERSHIP_ERRORS.has(e.type));
+}
+
+/**
+ * Heartbeats have failed for longer than the session: the coordinator has evicted this member by
+ * now, or the coordinator's broker is gone and kafkajs keeps asking it. Typed as NOT_COORDINATOR so
+ * that kafkajs rejoins (and finds the coordinator anew) when eachBatch rejects with it.
+ */
+export class CoordinatorLostError extends Error {
+  readonly type = 'NOT_COORDINATOR_FOR_GROUP';
+  constructor(ms: number, cause: unknown) {
+    super(
+      `no heartbeat reached the group coordinator for ${Math.round(ms / 1000)} s (${(cause as Error)?.message ?? cause}): rejoining`,
+    );
+    this.name = 'CoordinatorLostError';
+    this.cause = cause;
+  }
 }
 
 /** kafkajs resolved a commit that the coordinator never confirmed (its runner was not running). */

@@ -178,6 +178,8 @@ export interface RunnerOptions {
   retry?: { initialMs: number; maxMs: number };
   /** Longest stretch of a backoff wait without a heartbeat; default 1000 ms (see BackoffOptions). */
   heartbeatSliceMs?: number;
+  /** The group's session: heartbeats failing for longer mean the member was evicted (BackoffOptions). */
+  sessionTimeoutMs?: number;
   /**
    * Called once for an error that retrying cannot fix (a non-retriable warehouse error such as a
    * permission or a missing table): the process should stop and exit non-zero rather than hold its
@@ -275,6 +277,7 @@ export function createRunner(o: RunnerOptions): Runner {
     random,
     retry,
     heartbeatSliceMs: o.heartbeatSliceMs ?? 1000,
+    ...(o.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: o.sessionTimeoutMs, now } : {}),
     giveUpEarly: () => stopping || releasing > 0,
     logger: o.logger,
     ...(o.metrics ? { metrics: o.metrics } : {}),
