@@ -11,11 +11,12 @@ import {
   FAULT_SEED,
   landedAtLeast,
   newStream,
+  privateEmulator,
   recoveriesFrom,
   report,
   stopCleanly,
 } from '../harness.ts';
-import type { Member, RowSample, Stream } from '../harness.ts';
+import type { Member, PrivateEmulator, RowSample, Stream } from '../harness.ts';
 import { startCluster } from './cluster.ts';
 import type { Cluster } from './cluster.ts';
 import { checkProducerLog, producerLogText } from './producer-log.ts';
@@ -28,16 +29,19 @@ import { checkProducerLog, producerLogText } from './producer-log.ts';
 // offset missing). Run with `TXSTREAM_KAFKA_BROKERS=3 npm run test:faults`.
 
 let cluster: Cluster;
+let emulator: PrivateEmulator;
 const streams: Stream[] = [];
 const START = '2026-01-05T00:00:00.000Z';
 const RATE = Number(process.env.FAULTS_CLUSTER_RATE ?? 200);
 
 before(async () => {
-  cluster = await startCluster();
+  emulator = await privateEmulator();
+  cluster = await startCluster(emulator.endpoints);
 });
 after(async () => {
   for (const s of streams) await s.close();
   await cluster?.close();
+  await emulator?.close();
 });
 
 interface FaultOutcome {

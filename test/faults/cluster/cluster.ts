@@ -61,7 +61,11 @@ export function javaHashCode(s: string): number {
   return h;
 }
 
-export async function startCluster(): Promise<Cluster> {
+/**
+ * `warehouse`: the emulator the streams write to (a private one: members that die mid-append cost
+ * bqemulator a handler thread each, and a scenario that fails leaves such members behind).
+ */
+export async function startCluster(warehouse: StreamEndpoints = testEndpoints()): Promise<Cluster> {
   const stackDir = fs.mkdtempSync(path.join(os.tmpdir(), 'txstream-cluster-'));
   const p = await freePorts(6);
   const env: NodeJS.ProcessEnv = {
@@ -75,7 +79,7 @@ export async function startCluster(): Promise<Cluster> {
   const settings = loadStackSettings(env);
   const e = await up(settings, quiet, env, ['kafka']);
   const brokers = e.kafkaBrokers.split(',');
-  const endpoints: StreamEndpoints = { ...testEndpoints(), kafkaBrokers: brokers };
+  const endpoints: StreamEndpoints = { ...warehouse, kafkaBrokers: brokers };
   const admin = createKafka({ brokers, clientId: 'faults-cluster' }).admin();
   await admin.connect();
 
