@@ -1,5 +1,5 @@
 import { isTxstreamError } from '../errors.ts';
-import { CoordinatorLostError, isMembershipError } from './group-control.ts';
+import { coordinatorGone, CoordinatorLostError, isMembershipError } from './group-control.ts';
 
 // Retrying inside a consumer group member: exponential backoff with full jitter (many members
 // retrying against one quota must not synchronise), waited in slices with a heartbeat after each so
@@ -67,6 +67,7 @@ export function createBackoff(o: BackoffOptions): Backoff {
         failingSince = undefined;
       } catch (err) {
         if (isMembershipError(err)) throw err;
+        if (coordinatorGone(err)) throw new CoordinatorLostError(0, err);
         // A coordinator that cannot be reached (its broker killed: connection refused, then "broker
         // not found" once it left the metadata) was ignored for ever: the member held its partitions
         // after the group had given them to another, and a stop hung on commits to a broker that was

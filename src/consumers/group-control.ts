@@ -38,6 +38,11 @@ export function isMembershipError(err: unknown): boolean {
   return causeChain(err).some((e) => typeof e.type === 'string' && MEMBERSHIP_ERRORS.has(e.type));
 }
 
+/** kafkajs could not find the coordinator's broker in the metadata: it left the cluster. */
+export function coordinatorGone(err: unknown): boolean {
+  return causeChain(err).some((e) => e.name === 'KafkaJSBrokerNotFound');
+}
+
 /**
  * Heartbeats have failed for longer than the session: the coordinator has evicted this member by
  * now, or the coordinator's broker is gone and kafkajs keeps asking it. Typed as NOT_COORDINATOR so
@@ -45,9 +50,12 @@ export function isMembershipError(err: unknown): boolean {
  */
 export class CoordinatorLostError extends Error {
   readonly type = 'NOT_COORDINATOR_FOR_GROUP';
+  /** `ms`: how long heartbeats failed; 0 when the coordinator's broker is known to be gone. */
   constructor(ms: number, cause: unknown) {
     super(
-      `no heartbeat reached the group coordinator for ${Math.round(ms / 1000)} s (${(cause as Error)?.message ?? cause}): rejoining`,
+      ms > 0
+        ? `no heartbeat reached the group coordinator for ${Math.round(ms / 1000)} s (${(cause as Error)?.message ?? cause}): rejoining`
+        : `the group coordinator's broker is gone (${(cause as Error)?.message ?? cause}): rejoining`,
     );
     this.name = 'CoordinatorLostError';
     this.cause = cause;
@@ -133,6 +141,10 @@ export function createGroupControl(
       try {
         await consumer.commitOffsets([...offsets]);
       } catch (err) {
+        // The coordinator's broker left the cluster's metadata (killed, fenced): kafkajs keeps the
+        // coordinator it found at the join and would ask that broker for ever. The group's state is
+        // on another broker now; only a rejoin finds it.
+        if (coordinatorGone(err)) throw new CoordinatorLostError(0, err);
         // Thrown, not retried by kafkajs: "Consumer group was not initialized" (its group is gone
         // after a crash); retrying would commit into whatever generation comes back, over the new owner.
         if ((err as Error | null)?.name !== 'KafkaJSNonRetriableError') throw err;

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createBackoff } from '../../../src/consumers/backoff.ts';
-import { CoordinatorLostError, isMembershipError } from '../../../src/consumers/group-control.ts';
+import {
+  coordinatorGone,
+  CoordinatorLostError,
+  isMembershipError,
+} from '../../../src/consumers/group-control.ts';
 
 // The member's view of its coordinator: heartbeats that fail for longer than the session mean the
 // group has moved on (the cluster fault suite's coordinator kill), and membership errors count even
@@ -87,5 +91,28 @@ describe('isMembershipError', () => {
     assert.equal(isMembershipError(wrapped), true);
     assert.equal(isMembershipError(Object.assign(new Error('x'), { cause: new Error('y') })), false);
     assert.equal(isMembershipError(null), false);
+  });
+});
+
+describe('a coordinator whose broker left the metadata', () => {
+  it('is lost at once, in a heartbeat and in a commit', async () => {
+    const gone = Object.assign(new Error('Broker 1 not found in the cached metadata'), {
+      name: 'KafkaJSBrokerNotFound',
+    });
+    const wrapped = Object.assign(new Error(gone.message), {
+      name: 'KafkaJSNumberOfRetriesExceeded',
+      cause: gone,
+    });
+    assert.equal(coordinatorGone(wrapped), true);
+    assert.equal(coordinatorGone(new Error('other')), false);
+    const b = backoffAt({ t: 0 }, 6000);
+    await assert.rejects(
+      b.beat(() => Promise.reject(wrapped)),
+      (err: unknown) => {
+        assert.ok(err instanceof CoordinatorLostError);
+        assert.match(err.message, /the group coordinator's broker is gone \(Broker 1 not found/);
+        return true;
+      },
+    );
   });
 });
