@@ -4,6 +4,7 @@
 //
 //   FAULTS_SINKS=storage npm run test:faults             one sink (a comma list: storage,insert-all)
 //   npm run test:faults -- test/faults/storm.faults.ts   some files only (on every sink)
+//   TXSTREAM_KAFKA_BROKERS=3 npm run test:faults         the cluster scenarios (test/faults/cluster)
 //
 // Exits non-zero if any run failed. The local stack is started once for all runs (and stopped at the
 // end if this started it, unless TXSTREAM_TEST_KEEP_STACK=1); endpoints already in the environment,
@@ -162,7 +163,10 @@ async function main(): Promise<number> {
   const clusterRun = brokers === '3';
   // The suite's shared stack is a single broker either way; the cluster scenarios start their own.
   delete env.TXSTREAM_KAFKA_BROKERS;
-  if (clusterRun) log('TXSTREAM_KAFKA_BROKERS=3: the cluster scenarios (test/faults/cluster), on a private three-node cluster');
+  if (clusterRun)
+    log(
+      'TXSTREAM_KAFKA_BROKERS=3: the cluster scenarios (test/faults/cluster), on a private three-node cluster',
+    );
 
   // One local stack for every run, as the global setup would start it.
   let stopStack: (() => Promise<void>) | undefined;

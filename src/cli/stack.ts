@@ -73,7 +73,13 @@ export function registerStack(program: Command): void {
           cluster = await clusterHealth(s, (readEndpoints(s)?.kafkaBrokers ?? '').split(',').filter(Boolean));
         const incomplete = cluster !== undefined && cluster.brokers.length < s.kafkaNodes.length;
         if (opts.json)
-          say(JSON.stringify(cluster ? st.map((x) => (x.service === 'kafka' ? { ...x, cluster } : x)) : st, null, 2));
+          say(
+            JSON.stringify(
+              cluster ? st.map((x) => (x.service === 'kafka' ? { ...x, cluster } : x)) : st,
+              null,
+              2,
+            ),
+          );
         else {
           for (const x of st)
             say(
@@ -99,9 +105,7 @@ export function registerStack(program: Command): void {
         const n = Number(opts.lines);
         if (!Number.isInteger(n) || n < 0)
           throw new CliError(`--lines must be a non-negative integer, got ${opts.lines}`, 2);
-        const names = (service ? [service] : [...SERVICES]).flatMap((n) =>
-          unitsOf(s, n).map((u) => u.unit),
-        );
+        const names = (service ? [service] : [...SERVICES]).flatMap((n) => unitsOf(s, n).map((u) => u.unit));
         for (const name of names) {
           const file = logFile(s, name);
           if (names.length > 1) say(`==> ${file} <==`);

@@ -277,11 +277,12 @@ export function createKafkaSender(
         const matched = await acknowledge(topic, pending, metadata);
         for (const [m, ack] of matched) acks.set(origin.get(m) ?? m, ack);
         // kafkajs resolves a send without some partitions when a retry found their new leader among the
-        // brokers that had already answered: it never asks that broker again (tulios/kafkajs#1303, seen
-        // here when a broker of three was killed). Those records were not written by the attempt that
-        // succeeded; an earlier, failed attempt may have written them. So they go again, pinned to the
-        // same partition, through the same producer: kafkajs rolled their sequence numbers back when
-        // that attempt failed, so the broker drops them if they are in the log already.
+        // brokers that had already answered: its response map, kept across retries, makes it skip
+        // that broker (tulios/kafkajs#1303; a fix is proposed in #1798). Seen when a broker of three
+        // was killed. Those records were not written by the attempt that succeeded; an earlier,
+        // failed attempt may have written them. So they go again, pinned to the same partition,
+        // through the same producer: kafkajs rolled their sequence numbers back when that attempt
+        // failed, so the broker drops them if they are in the log already.
         const skipped = pending.filter((m) => !matched.has(m));
         if (skipped.length > 0 && round >= MAX_RESENDS) {
           await discard();

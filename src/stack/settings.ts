@@ -133,12 +133,10 @@ export function loadStackSettings(env: NodeJS.ProcessEnv = process.env): StackSe
   const clashes: string[] = [];
   const all: [string, number][] = [
     ...Object.entries(ports),
-    ...nodes
-      .slice(1)
-      .flatMap((n): [string, number][] => [
-        [`${n.unit} broker`, n.brokerPort],
-        [`${n.unit} controller`, n.controllerPort],
-      ]),
+    ...nodes.slice(1).flatMap((n): [string, number][] => [
+      [`${n.unit} broker`, n.brokerPort],
+      [`${n.unit} controller`, n.controllerPort],
+    ]),
   ];
   for (const [name, p] of all) {
     const other = seen.get(p);

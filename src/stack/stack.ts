@@ -67,36 +67,33 @@ export async function status(
   only: readonly ServiceName[] = SERVICES,
 ): Promise<ServiceStatus[]> {
   return Promise.all(
-    only.flatMap((name) => unitsOf(s, name)).map(async (u) => {
-      const rec = readRecord(s.stackDir, u.unit);
-      const running = rec ? isRunning(rec) : false;
-      // A server we did not start can still answer on the port; report it, but only ours is "running".
-      const p: Probe = await probe(s, u);
-      return {
-        service: u.service,
-        unit: u.unit,
-        ...(u.node ? { node: u.node.id } : {}),
-        title: unitTitle(u, s),
-        pid: running && rec ? rec.pid : null,
-        running,
-        ports: unitPorts(s, u),
-        healthy: running && p.ok,
-        detail: running
-          ? p.detail
-          : p.ok
-            ? `answering, but not started by this stack: ${p.detail}`
-            : 'not running',
-      };
-    }),
+    only
+      .flatMap((name) => unitsOf(s, name))
+      .map(async (u) => {
+        const rec = readRecord(s.stackDir, u.unit);
+        const running = rec ? isRunning(rec) : false;
+        // A server we did not start can still answer on the port; report it, but only ours is "running".
+        const p: Probe = await probe(s, u);
+        return {
+          service: u.service,
+          unit: u.unit,
+          ...(u.node ? { node: u.node.id } : {}),
+          title: unitTitle(u, s),
+          pid: running && rec ? rec.pid : null,
+          running,
+          ports: unitPorts(s, u),
+          healthy: running && p.ok,
+          detail: running
+            ? p.detail
+            : p.ok
+              ? `answering, but not started by this stack: ${p.detail}`
+              : 'not running',
+        };
+      }),
   );
 }
 
-async function waitReady(
-  s: StackSettings,
-  u: Unit,
-  rec: ProcessRecord,
-  deadline: number,
-): Promise<Probe> {
+async function waitReady(s: StackSettings, u: Unit, rec: ProcessRecord, deadline: number): Promise<Probe> {
   let last: Probe = { ok: false, detail: 'not probed yet' };
   while (Date.now() < deadline) {
     if (!isRunning(rec)) {
@@ -259,7 +256,10 @@ async function waitClusterComplete(s: StackSettings, deadline: number): Promise<
   const want = s.kafkaNodes.length;
   let last = '';
   while (Date.now() < deadline) {
-    const d = await describeCluster({ brokers: endpointsOf(s).kafkaBrokers.split(','), clientId: 'txstream-stack-probe' })
+    const d = await describeCluster({
+      brokers: endpointsOf(s).kafkaBrokers.split(','),
+      clientId: 'txstream-stack-probe',
+    })
       .then((x) => `${x.brokers} of ${want} brokers registered`)
       .catch((err: unknown) => (err as Error).message);
     if (d.startsWith(`${want} of`)) return;

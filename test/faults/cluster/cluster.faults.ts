@@ -247,9 +247,12 @@ test('the active controller SIGKILLed: a new one is elected, nothing lost', { ti
     const before = await cluster.controller();
     const killedAt = Date.now();
     await cluster.kill(before);
-    let next = before;
     const t0 = Date.now();
-    while ((next = await cluster.controller()) === before) await sleep(250);
+    let next = await cluster.controller();
+    while (next === before) {
+      await sleep(250);
+      next = await cluster.controller();
+    }
     const elected = Date.now() - t0;
     await sleep(10_000); // the outage
     await cluster.restart();
