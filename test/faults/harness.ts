@@ -71,6 +71,8 @@ export interface Stream {
   startMember(env?: NodeJS.ProcessEnv): Member;
   rows(): Promise<number>;
   distinct(): Promise<number>;
+  /** Distinct (partition, offset) pairs in the table: the log entries that landed. */
+  landedOffsets(): Promise<number>;
   produced(): Promise<number>;
   deadLettered(): Promise<number>;
   /** Waits until every produced record is in the table or the DLQ. */
@@ -253,6 +255,11 @@ export function newStream(
     },
     rows: () => countRows(bq, `SELECT COUNT(*) AS n FROM ${table}`),
     distinct: () => countRows(bq, `SELECT COUNT(DISTINCT transaction_id) AS n FROM ${table}`),
+    landedOffsets: () =>
+      countRows(
+        bq,
+        `SELECT COUNT(*) AS n FROM (SELECT kafka_partition, kafka_offset FROM ${table} GROUP BY kafka_partition, kafka_offset)`,
+      ),
     produced: () => countTopic(topic),
     deadLettered: () => countTopic(dlqTopic),
     async drained(ms = 300_000) {
