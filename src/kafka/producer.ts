@@ -26,6 +26,8 @@ import type { KafkaConnection } from './client.ts';
 // - Retries are bounded (kafkajs' default for idempotence is unbounded, which would hang a caller for
 //   ever while the broker is down). With a fresh producer after each failure, bounding them cannot
 //   break the sequence logic above.
+// - One kafkajs send per partition (in parallel): a kafkajs send spanning several brokers can skip a
+//   partition or append records twice when one broker fails mid-send (see send()).
 // - GZIP is the only codec built into kafkajs; Snappy, LZ4 and ZSTD need extra codec packages.
 // - allowAutoTopicCreation: false, so a topic that `txstream init` did not create is an error instead
 //   of a silently auto-created topic with the broker's default partitions and no compaction.
@@ -63,9 +65,6 @@ export interface KafkaSenderOptions {
   /** Broker-side wait for the in-sync replicas (acks=all), ms; default 30 s. */
   ackTimeoutMs?: number;
 }
-
-/** Resends of records kafkajs left out of a successful send before the batch is reported failed. */
-const MAX_RESENDS = 3;
 
 const UNAVAILABLE = new Set([
   'KafkaJSConnectionError',
@@ -165,13 +164,32 @@ export function createKafkaSender(
 
   let current: Promise<Producer> | undefined;
   let closed = false;
-  /** A resent copy of a message → the message the caller's batch holds. */
-  const origin = new WeakMap<Message, Message>();
+  /** Partition counts of the topics sent to (from assertTopic, else looked up on the first send). */
+  const partitionCounts = new Map<string, number>();
+  const choose = Partitioners.DefaultPartitioner();
+
+  async function partitionsOf(topic: string): Promise<number> {
+    const known = partitionCounts.get(topic);
+    if (known) return known;
+    const admin = kafka.admin();
+    try {
+      await admin.connect();
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+      const n = meta.topics[0]?.partitions.length ?? 0;
+      if (n === 0) throw new TxstreamError('TOPIC_ERROR', `topic ${topic} has no partitions`);
+      partitionCounts.set(topic, n);
+      return n;
+    } catch (err) {
+      throw classifyKafkaError(err, `cannot look up topic ${topic}`);
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
 
   /**
    * The partition and offset of every message whose partition the broker acknowledged: kafkajs reports
    * a base offset per partition, and a request carries one record batch per partition, in order.
-   * Messages of partitions missing from `metadata` are left out (see send()).
+   * Messages of partitions missing from `metadata` are left out; send() refuses such a result.
    */
   async function acknowledge(
     topic: string,
@@ -247,7 +265,9 @@ export function createKafkaSender(
           );
         }
         const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-        return { partitions: meta.topics[0]?.partitions.length ?? 0 };
+        const partitions = meta.topics[0]?.partitions.length ?? 0;
+        if (partitions > 0) partitionCounts.set(topic, partitions);
+        return { partitions };
       } catch (err) {
         throw classifyKafkaError(err, `cannot look up topic ${topic}`);
       } finally {
@@ -263,39 +283,60 @@ export function createKafkaSender(
         value: m.value,
         ...(m.headers ? { headers: m.headers } : {}),
       }));
-      const acks = new Map<Message, Ack>();
-      let pending = messages;
-      for (let round = 0; pending.length > 0; round++) {
-        let metadata: RecordMetadata[];
-        try {
-          const p = await producer();
-          metadata = await p.send({ topic, messages: pending, acks: -1, timeout: ackTimeoutMs, compression });
-        } catch (err) {
-          await discard();
-          throw classifyKafkaError(err, `sending ${messages.length} records to ${topic} failed`);
-        }
-        const matched = await acknowledge(topic, pending, metadata);
-        for (const [m, ack] of matched) acks.set(origin.get(m) ?? m, ack);
-        // kafkajs resolves a send without some partitions when a retry found their new leader among the
-        // brokers that had already answered: its response map, kept across retries, makes it skip
-        // that broker (tulios/kafkajs#1303; a fix is proposed in #1798). Seen when a broker of three
-        // was killed. Those records were not written by the attempt that succeeded; an earlier,
-        // failed attempt may have written them. So they go again, pinned to the same partition,
-        // through the same producer: kafkajs rolled their sequence numbers back when that attempt
-        // failed, so the broker drops them if they are in the log already.
-        const skipped = pending.filter((m) => !matched.has(m));
-        if (skipped.length > 0 && round >= MAX_RESENDS) {
-          await discard();
-          throw new TxstreamError(
-            'BROKER_UNAVAILABLE',
-            `${topic}: ${skipped.length} records still unacknowledged after ${MAX_RESENDS} resends`,
-          );
-        }
-        pending = skipped.map((m) => {
-          const again: Message = { ...m, partition: assigned.get(m)! };
-          origin.set(again, origin.get(m) ?? m);
-          return again;
-        });
+      // One kafkajs send per partition, so that each send talks to one broker. A kafkajs send to
+      // several brokers goes wrong when one of them fails: its retry skips a partition whose new leader
+      // had already answered the send (the records are reported as acknowledged by no one:
+      // tulios/kafkajs#1303, a fix proposed in #1798), and it resends to a broker whose request of the
+      // failed attempt is still in flight, with sequence numbers that attempt already took, so the
+      // broker appends the same records twice. Both showed in the cluster fault suite when a broker
+      // of three was killed. With one partition per send, a retry resends exactly the failed request
+      // with its own sequence numbers, which the broker deduplicates.
+      let n: number;
+      try {
+        n = await partitionsOf(topic);
+      } catch (err) {
+        await discard();
+        throw err;
+      }
+      const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({
+        partitionId,
+        leader: 0,
+        replicas: [],
+        isr: [],
+        partitionErrorCode: 0,
+      }));
+      const groups = new Map<number, Message[]>();
+      for (const m of messages) {
+        const partition = choose({ topic, partitionMetadata, message: m });
+        m.partition = partition;
+        const g = groups.get(partition);
+        if (g) g.push(m);
+        else groups.set(partition, [m]);
+      }
+      let p: Producer;
+      try {
+        p = await producer();
+      } catch (err) {
+        await discard();
+        throw classifyKafkaError(err, `sending ${messages.length} records to ${topic} failed`);
+      }
+      const sent = await Promise.allSettled(
+        [...groups.values()].map((group) =>
+          p.send({ topic, messages: group, acks: -1, timeout: ackTimeoutMs, compression }),
+        ),
+      );
+      const failed = sent.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        await discard();
+        partitionCounts.delete(topic); // the topic may have grown
+        throw classifyKafkaError(failed.reason, `sending ${messages.length} records to ${topic} failed`);
+      }
+      const metadata = sent.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+      const acks = await acknowledge(topic, messages, metadata);
+      if (acks.size !== messages.length) {
+        // Cannot happen with one partition per send; if it ever does, claiming an offset would be a lie.
+        await discard();
+        throw new TxstreamError('BROKER_REJECTED', `${topic}: no acknowledgement matched a sent record`);
       }
       return messages.map((m) => acks.get(m)!);
     },
