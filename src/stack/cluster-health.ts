@@ -46,7 +46,7 @@ export async function activeController(s: StackSettings): Promise<number | null>
       'describe',
       '--status',
     ],
-    { timeout: 30_000 },
+    { timeout: 15_000 },
   );
   const id = Number(/^LeaderId:\s+(-?\d+)/m.exec(stdout)?.[1] ?? -1);
   return id >= 0 ? id : null;

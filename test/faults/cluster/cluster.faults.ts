@@ -68,10 +68,21 @@ async function scenario(
   seconds: number,
   fault: (s: Stream) => Promise<FaultOutcome>,
 ): Promise<void> {
+  // Every scenario starts on a whole cluster, whatever an earlier one left behind.
+  await cluster.restart();
+  await cluster.isrWhole();
   const count = RATE * seconds;
   const seed = FAULT_SEED + seedOffset;
-  const s = newStream(`cluster${seedOffset}`, cluster.endpoints, { env: { LOG_LEVEL: 'info' } });
-  streams.push(s);
+  // An emulator per scenario: members SIGKILLed by a failed scenario's cleanup cost bqemulator a
+  // handler thread each, and the next scenario's appends hung on the shared one.
+  const own = await privateEmulator();
+  t.after(() => own.close());
+  const s = newStream(
+    `cluster${seedOffset}`,
+    { ...own.endpoints, kafkaBrokers: cluster.endpoints.kafkaBrokers },
+    { env: { LOG_LEVEL: 'info' } },
+  );
+  t.after(() => s.close());
   await s.init();
   // Caught at once: a rejection left unobserved while the fault runs would fail this test and start
   // the next one beside it.
@@ -205,7 +216,7 @@ test(
       const victim = await cluster.busiestLeader(s.topic);
       const killedAt = Date.now();
       await cluster.kill(victim);
-      const shrink = await cluster.isrShrunk(s.topic);
+      const shrink = await cluster.isrShrunk(s.topic, victim);
       await sleep(15_000); // the outage: the cluster runs on two nodes
       await cluster.restart();
       const whole = await cluster.isrWhole();
@@ -250,7 +261,7 @@ test(
       cluster.pause(victim);
       let shrink: number;
       try {
-        shrink = await cluster.isrShrunk(s.topic);
+        shrink = await cluster.isrShrunk(s.topic, victim);
         await sleep(5_000); // the paused broker stays out a while after the shrink
       } finally {
         cluster.resume(victim);

@@ -45,8 +45,11 @@ export interface Cluster {
   restart(): Promise<void>;
   /** Waits until no partition of any topic is short of in-sync replicas; returns the wait. */
   isrWhole(ms?: number): Promise<number>;
-  /** Waits until some partition of `topic` has fewer in-sync replicas than replicas. */
-  isrShrunk(topic: string, ms?: number): Promise<number>;
+  /**
+   * Waits until some partition of `topic` has fewer in-sync replicas than replicas, asking only the
+   * nodes other than `away` (a paused broker holds every request sent to it for the request timeout).
+   */
+  isrShrunk(topic: string, away: number, ms?: number): Promise<number>;
   /** kafka-reassign-partitions --execute with this plan, then --verify until complete. */
   reassign(topic: string, replicas: Map<number, number[]>, ms?: number): Promise<number>;
   /** Resident memory of each node's JVM, in MiB. */
@@ -118,10 +121,11 @@ export async function startCluster(warehouse: StreamEndpoints = testEndpoints())
     },
     async controller() {
       let id: number | null = null;
+      // The quorum tool can hang on a controller just killed: a failed ask is asked again.
       await until(
         'an active controller',
-        async () => (id = await activeController(settings)) !== null,
-        60_000,
+        async () => (id = await activeController(settings).catch(() => null)) !== null,
+        90_000,
       );
       return id!;
     },
@@ -161,16 +165,27 @@ export async function startCluster(warehouse: StreamEndpoints = testEndpoints())
       );
       return Date.now() - t0;
     },
-    async isrShrunk(topic, ms = 120_000) {
+    async isrShrunk(topic, away, ms = 120_000) {
       const t0 = Date.now();
-      await until(
-        `an ISR of ${topic} shrunk`,
-        async () => {
-          const meta = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
-          return meta?.topics[0]?.partitions.some((x) => x.isr.length < x.replicas.length) ?? false;
-        },
-        ms,
-      );
+      const others = settings.kafkaNodes.filter((n) => n.id !== away).map((n) => `127.0.0.1:${n.brokerPort}`);
+      const asker = createKafka({
+        brokers: others,
+        clientId: 'faults-cluster-isr',
+        requestTimeoutMs: 5000,
+      }).admin();
+      await asker.connect();
+      try {
+        await until(
+          `an ISR of ${topic} shrunk`,
+          async () => {
+            const meta = await asker.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
+            return meta?.topics[0]?.partitions.some((x) => x.isr.length < x.replicas.length) ?? false;
+          },
+          ms,
+        );
+      } finally {
+        await asker.disconnect().catch(() => undefined);
+      }
       return Date.now() - t0;
     },
     async reassign(topic, replicas, ms = 300_000) {
