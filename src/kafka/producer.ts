@@ -1,5 +1,5 @@
 import kafkajs from 'kafkajs';
-import type { ICustomPartitioner, Message, Producer, RecordMetadata } from 'kafkajs';
+import type { Message, PartitionMetadata, Producer, RecordMetadata } from 'kafkajs';
 import { causeChain, TxstreamError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import { createKafka, kafkaRetry } from './client.ts';
@@ -148,43 +148,23 @@ export function createKafkaSender(
   const retry = kafkaRetry(options.retries !== undefined ? { retries: options.retries } : connection);
   const ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
 
-  // kafkajs does not say which partition each message of a send went to, only a base offset per
-  // partition. The partitioner is the one place that sees each message object with its partition, so
-  // it records the choice; positions within a partition then give the offsets (one record batch per
-  // partition per request, so offsets are base + index).
-  const assigned = new WeakMap<object, number>();
-  const tracking: ICustomPartitioner = () => {
-    const inner = Partitioners.DefaultPartitioner();
-    return (args) => {
-      const partition = inner(args);
-      assigned.set(args.message, partition);
-      return partition;
-    };
-  };
-
   let current: Promise<Producer> | undefined;
   let closed = false;
-  /** Partition counts of the topics sent to (from assertTopic, else looked up on the first send). */
-  const partitionCounts = new Map<string, number>();
+  /**
+   * The partitions of each topic sent to, as kafkajs' partitioner wants them (only their number
+   * matters to it, and which have a leader for keyless records: all are taken as led). Filled by
+   * assertTopic, which send() calls for a topic it has not seen.
+   */
+  const layouts = new Map<string, PartitionMetadata[]>();
   const choose = Partitioners.DefaultPartitioner();
-
-  async function partitionsOf(topic: string): Promise<number> {
-    const known = partitionCounts.get(topic);
-    if (known) return known;
-    const admin = kafka.admin();
-    try {
-      await admin.connect();
-      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-      const n = meta.topics[0]?.partitions.length ?? 0;
-      if (n === 0) throw new TxstreamError('TOPIC_ERROR', `topic ${topic} has no partitions`);
-      partitionCounts.set(topic, n);
-      return n;
-    } catch (err) {
-      throw classifyKafkaError(err, `cannot look up topic ${topic}`);
-    } finally {
-      await admin.disconnect().catch(() => undefined);
-    }
-  }
+  const layout = (n: number): PartitionMetadata[] =>
+    Array.from({ length: n }, (_, partitionId) => ({
+      partitionId,
+      leader: 0,
+      replicas: [],
+      isr: [],
+      partitionErrorCode: 0,
+    }));
 
   /**
    * The partition and offset of every message whose partition the broker acknowledged: kafkajs reports
@@ -210,12 +190,7 @@ export function createKafkaSender(
     const next = new Map<number, bigint>();
     const out = new Map<Message, Ack>();
     for (const m of messages) {
-      const partition = assigned.get(m);
-      if (partition === undefined) {
-        // Cannot happen with kafkajs 2.2.x: the partitioner sees every message it sends.
-        await discard();
-        throw new TxstreamError('BROKER_REJECTED', `${topic}: a record was sent to no partition`);
-      }
+      const partition = m.partition!; // set by send() before anything is sent
       const first = base.get(partition);
       if (first === undefined) continue;
       const offset = next.get(partition) ?? first;
@@ -231,7 +206,8 @@ export function createKafkaSender(
         idempotent: true,
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
-        createPartitioner: tracking,
+        // Honours the partition send() set on each message.
+        createPartitioner: Partitioners.DefaultPartitioner,
         retry,
       });
       current = p.connect().then(
@@ -252,7 +228,7 @@ export function createKafkaSender(
     if (old) await old.then((p) => p.disconnect()).catch(() => undefined);
   }
 
-  return {
+  const sender: RecordSender = {
     async assertTopic(topic) {
       const admin = kafka.admin();
       try {
@@ -266,7 +242,7 @@ export function createKafkaSender(
         }
         const meta = await admin.fetchTopicMetadata({ topics: [topic] });
         const partitions = meta.topics[0]?.partitions.length ?? 0;
-        if (partitions > 0) partitionCounts.set(topic, partitions);
+        if (partitions > 0) layouts.set(topic, layout(partitions));
         return { partitions };
       } catch (err) {
         throw classifyKafkaError(err, `cannot look up topic ${topic}`);
@@ -291,20 +267,17 @@ export function createKafkaSender(
       // broker appends the same records twice. Both showed in the cluster fault suite when a broker
       // of three was killed. With one partition per send, a retry resends exactly the failed request
       // with its own sequence numbers, which the broker deduplicates.
-      let n: number;
-      try {
-        n = await partitionsOf(topic);
-      } catch (err) {
-        await discard();
-        throw err;
+      let partitionMetadata = layouts.get(topic);
+      if (!partitionMetadata) {
+        try {
+          await sender.assertTopic(topic);
+        } catch (err) {
+          await discard();
+          throw err;
+        }
+        partitionMetadata = layouts.get(topic);
+        if (!partitionMetadata) throw new TxstreamError('TOPIC_ERROR', `topic ${topic} has no partitions`);
       }
-      const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({
-        partitionId,
-        leader: 0,
-        replicas: [],
-        isr: [],
-        partitionErrorCode: 0,
-      }));
       const groups = new Map<number, Message[]>();
       for (const m of messages) {
         const partition = choose({ topic, partitionMetadata, message: m });
@@ -328,7 +301,7 @@ export function createKafkaSender(
       const failed = sent.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) {
         await discard();
-        partitionCounts.delete(topic); // the topic may have grown
+        layouts.delete(topic); // the topic may have grown
         throw classifyKafkaError(failed.reason, `sending ${messages.length} records to ${topic} failed`);
       }
       const metadata = sent.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
@@ -346,4 +319,5 @@ export function createKafkaSender(
       await discard();
     },
   };
+  return sender;
 }
