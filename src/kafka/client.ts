@@ -5,6 +5,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import type { Admin, Consumer, KafkaConfig, RetryOptions, SASLOptions } from 'kafkajs';
 import type { Config } from '../config/config.ts';
 import { causeChain, TxstreamError } from '../errors.ts';
+import { installCoordinatorRediscovery, onCoordinatorMoved } from './coordinator.ts';
 import { retryPolicy } from './retry.ts';
 
 // The only place that constructs kafkajs clients, so connection settings (TLS, SASL, timeouts,
@@ -39,6 +40,8 @@ export function kafkaConnection(c: Readonly<Config>, clientIdSuffix?: string): K
 }
 
 export function createKafka(c: KafkaConnection): Kafka {
+  // Every consumer made here finds a moved group coordinator instead of rejoining (coordinator.ts).
+  installCoordinatorRediscovery();
   const config: KafkaConfig = {
     brokers: c.brokers,
     clientId: c.clientId,
@@ -283,7 +286,7 @@ export function createTrackedConsumer(
     /** Fetch size bounds (KAFKA_FETCH_MAX_BYTES[_PER_PARTITION]); unset keeps kafkajs' defaults. */
     maxBytes?: number;
     maxBytesPerPartition?: number;
-    logger: { error(obj: object, msg: string): void };
+    logger: { error(obj: object, msg: string): void; warn?(obj: object, msg: string): void };
     /** The connection the consumer was built from: names the SASL settings in a refusal, never the password. */
     connection?: KafkaConnection;
     /** Called once when kafkajs crashed and will not restart the member (see above). */
@@ -307,6 +310,16 @@ export function createTrackedConsumer(
   });
   consumer.on(consumer.events.STOP, () => {
     ready = false;
+  });
+  // A coordinator move is worth a line: it is what a rolling restart or a broker loss looks like
+  // from a member that rode it out (coordinator.ts). Kept for the consumer's life: a DISCONNECT also
+  // comes with every crash kafkajs restarts from, after which the member is the same.
+  onCoordinatorMoved((move) => {
+    if (move.groupId === o.groupId)
+      o.logger.warn?.(
+        { from: move.from, to: move.to, during: move.during, reason: move.reason },
+        'the group coordinator moved; found it again',
+      );
   });
   consumer.on(consumer.events.CRASH, (e) => {
     ready = false;
