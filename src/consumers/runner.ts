@@ -321,8 +321,21 @@ export function createRunner(o: RunnerOptions): Runner {
    */
   function dispatch(lane: Lane<Pending>, items: Pending[]): Submitted<void> {
     const pause = retryPause.forWrite();
+    // The generation whose state these rows belong to. A write submitted between kafkajs' join and
+    // the join's barrier (the linger timer, or a batch of the old generation still running) is queued
+    // behind that barrier: by its turn the old generation's offsets were given up (tracker.revoke)
+    // and the sink forgot its partitions. Sending it then wrote rows the next owner reads again, and
+    // the storage sink refused it as a partition "never assigned" (a fatal error): it is dropped.
+    const born = stateGeneration;
     const task = scheduler.submit(lanes.ordered ? [lane.key] : [], async () => {
       try {
+        if (born !== stateGeneration) {
+          o.logger.info(
+            { topic: lane.topic, partition: lane.partition, rows: items.length },
+            'a write of the previous generation dropped: its rows are read again from the commit',
+          );
+          return o.metrics?.dropped(items.length);
+        }
         if (lane.state === 'halted') return o.metrics?.dropped(items.length);
         if (lane.state === 'deferred') return keepForStop(lane, items);
         await write(lane, items, pause.beat);
@@ -549,6 +562,9 @@ export function createRunner(o: RunnerOptions): Runner {
     const binding = bindings.get(batch.topic);
     if (!binding) return;
     if (joinPending) await waitBeating(joined, heartbeat);
+    // A batch that outlives its generation (kafkajs joins again while it awaits something) stops
+    // taking records: their offsets were given up at the join and are read again from the commit.
+    const born = stateGeneration;
     if (membershipLost) {
       // kafkajs rejoins once eachBatch rejected; eachBatch's catch releases first.
       const lost = membershipLost;
@@ -583,7 +599,7 @@ export function createRunner(o: RunnerOptions): Runner {
     const committedAt = hooks ? watermarks.get(key)?.committed : undefined;
     let passedOver = 0;
     for (const message of batch.messages) {
-      if (!isRunning() || isStale() || stopping) break;
+      if (!isRunning() || isStale() || stopping || born !== stateGeneration) break;
       if (committedAt !== undefined && BigInt(message.offset) < BigInt(committedAt)) {
         resolveOffset(message.offset);
         passedOver++;

@@ -1050,6 +1050,47 @@ describe('createRunner', () => {
     assert.ok(!h.log.some((l) => l.startsWith('error')), h.log.join('\n'));
   });
 
+  it('drops a write its old generation queued behind the join, instead of sending it in the new one', async (t) => {
+    // The cluster's reassignment scenario: the linger timer took a lane's rows after kafkajs joined a new
+    // generation but before the join's barrier ran, so the write was queued behind it and sent after the
+    // sink had forgotten the old generation's partitions ("partition 0 was never assigned to the
+    // storage sink"). Its rows were given up with the old generation and are read again from the commit.
+    const h = await setup(t, { maxRows: 10, lingerMs: 500 });
+    await h.consumer.deliver(batchOf(h, TX, 0, [0, 1]).payload);
+    const gate = deferred();
+    h.sink.steps.push(async (rows) => {
+      await gate.promise;
+      return ok(rows);
+    });
+    await h.advance(500);
+    assert.equal(h.sink.calls.length, 1, 'the first linger-timer write is in flight');
+    await h.consumer.deliver(batchOf(h, TX, 0, [2, 3]).payload);
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0] } });
+    await h.advance(500);
+    await settle();
+    assert.equal(h.runner.buffered(), 0, 'the timer took the buffered rows before the join took effect');
+    gate.resolve();
+    await settle();
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-0', 'tx-0-1']],
+      'the write queued behind the join is not sent',
+    );
+    assert.deepEqual(h.metricsOf('dropped'), [[2]]);
+    // The new generation reads them again from the commit and writes them once.
+    const again = batchOf(h, TX, 0, [2, 3]);
+    await h.consumer.deliver(again.payload);
+    await h.runner.stop();
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [
+        ['tx-0-0', 'tx-0-1'],
+        ['tx-0-2', 'tx-0-3'],
+      ],
+    );
+    assert.ok(!h.log.some((l) => l.startsWith('error')), h.log.join('\n'));
+  });
+
   it('heartbeats every second while eachBatch waits for a write slot', async (t) => {
     const h = await setup(t, { maxRows: 2 });
     const gate = deferred();
@@ -1564,6 +1605,33 @@ describe('createRunner: writes in flight (BQ_MAX_IN_FLIGHT)', () => {
     h.sink.otherwise = ok;
     await h.consumer.deliver(batchOf(h, TX, 0, [0, 1, 2, 3]).payload);
     await until('the commit', () => commitsOf(h).join(',').includes('tx/0@4'));
+  });
+
+  it('a batch that outlives its generation stops taking records, so their re-delivery is written', async (t) => {
+    // eachBatch waits for the schema registry while kafkajs joins a new generation and the join takes
+    // effect. Before, the batch went on to track its records in the new generation, into a lane the
+    // join had dropped (an ordered sink): their re-delivery was skipped as "already in flight" and
+    // never written, and the partition's commit could not pass them again.
+    const h = await setup(t, { maxRows: 10, ordered: true });
+    const registry = deferred();
+    h.decoder.gate = registry.promise;
+    const old = batchOf(h, TX, 0, [0, 1, 2]);
+    const done = h.consumer.deliver(old.payload);
+    await until('the batch waits for the registry', () => h.decoder.prepared.length === 1);
+    h.consumer.emit(h.consumer.events.GROUP_JOIN, { memberAssignment: { [TX]: [0] } });
+    await settle();
+    h.decoder.gate = undefined;
+    registry.resolve();
+    await done;
+    assert.deepEqual(old.resolved, [], 'the old batch took records after the join');
+    const again = batchOf(h, TX, 0, [0, 1, 2]);
+    await h.consumer.deliver(again.payload);
+    await h.runner.stop();
+    assert.deepEqual(
+      h.sink.calls.map((c) => c.ids),
+      [['tx-0-0', 'tx-0-1', 'tx-0-2']],
+    );
+    assert.deepEqual(commitsOf(h), ['tx/0@3']);
   });
 
   it('an ordered lane that gives up while stopping writes its rows at the final flush, in offset order', async (t) => {
