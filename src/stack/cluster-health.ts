@@ -23,16 +23,26 @@ export interface ClusterHealth {
 }
 
 /**
+ * The Java and class path a running node of the stack was started with, to run Kafka's own tools
+ * (kafka-metadata-quorum, kafka-reassign-partitions) without their shell scripts; null when no node runs.
+ */
+export function kafkaTools(s: StackSettings): { java: string; cp: string } | null {
+  const rec = s.kafkaNodes.map((n) => readRecord(s.stackDir, n.unit)).find((r) => r && isRunning(r));
+  if (!rec) return null;
+  const cp = rec.command[rec.command.indexOf('-cp') + 1];
+  const java = rec.command[0];
+  return cp && java ? { java, cp } : null;
+}
+
+/**
  * The active controller as `kafka-metadata-quorum describe --status` reports it, run with the Java and
  * class path a running node was started with. In KRaft the metadata a client gets names a random
  * broker as "controller", so only the quorum itself can tell.
  */
 export async function activeController(s: StackSettings): Promise<number | null> {
-  const rec = s.kafkaNodes.map((n) => readRecord(s.stackDir, n.unit)).find((r) => r && isRunning(r));
-  if (!rec) return null;
-  const cp = rec.command[rec.command.indexOf('-cp') + 1];
-  const java = rec.command[0];
-  if (!cp || !java) return null;
+  const tools = kafkaTools(s);
+  if (!tools) return null;
+  const { java, cp } = tools;
   const controllers = s.kafkaNodes.map((n) => `127.0.0.1:${n.controllerPort}`).join(',');
   const { stdout } = await run(
     java,

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { activeController, replication } from '../../../src/stack/cluster-health.ts';
+import { activeController, kafkaTools, replication } from '../../../src/stack/cluster-health.ts';
 import { isRunning, readRecord, stopProcess } from '../../../src/stack/processes.ts';
 import type { ProcessRecord } from '../../../src/stack/processes.ts';
 import { loadStackSettings } from '../../../src/stack/settings.ts';
@@ -105,8 +105,9 @@ export async function startCluster(warehouse: StreamEndpoints = testEndpoints())
     return new Map(meta.topics[0]!.partitions.map((x) => [x.partitionId, x.leader]));
   };
   const kafkaLib = () => {
-    const rec = record(settings.kafkaNodes[0]!.id);
-    return { java: rec.command[0]!, cp: rec.command[rec.command.indexOf('-cp') + 1]! };
+    const tools = kafkaTools(settings);
+    if (!tools) throw new Error('no node of the cluster runs: no Kafka tools to run');
+    return tools;
   };
 
   return {
