@@ -128,22 +128,25 @@ export function loadStackSettings(env: NodeJS.ProcessEnv = process.env): StackSe
     problems.push(
       'TXSTREAM_KAFKA_ADVERTISED_PORT: a single advertised port needs TXSTREAM_KAFKA_BROKERS=1 (every node advertises its own)',
     );
-  if (problems.length) throw new StackConfigError(problems);
+  // Every port the stack binds, or advertises in front of the broker (a proxy listens there), once.
   const seen = new Map<number, string>();
-  const clashes: string[] = [];
   const all: [string, number][] = [
     ...Object.entries(ports),
     ...nodes.slice(1).flatMap((n): [string, number][] => [
       [`${n.unit} broker`, n.brokerPort],
       [`${n.unit} controller`, n.controllerPort],
     ]),
+    ...(v.TXSTREAM_KAFKA_ADVERTISED_PORT !== undefined &&
+    v.TXSTREAM_KAFKA_ADVERTISED_PORT !== v.TXSTREAM_KAFKA_PORT
+      ? [['kafkaAdvertised', v.TXSTREAM_KAFKA_ADVERTISED_PORT] as [string, number]]
+      : []),
   ];
   for (const [name, p] of all) {
     const other = seen.get(p);
-    if (other) clashes.push(`port ${p} is configured for both ${other} and ${name}`);
+    if (other && p > 0) problems.push(`port ${p} is configured for both ${other} and ${name}`);
     seen.set(p, name);
   }
-  if (clashes.length) throw new StackConfigError(clashes);
+  if (problems.length) throw new StackConfigError(problems);
   return {
     cacheDir,
     stackDir: path.resolve(v.TXSTREAM_STACK_DIR ?? path.join(cacheDir, 'stack')),

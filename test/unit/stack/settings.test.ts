@@ -197,3 +197,27 @@ test('a node port that another service has is a clash', () => {
   // The default pairs of a cluster stay clear of the other services' defaults.
   assert.doesNotThrow(() => loadStackSettings({ TXSTREAM_KAFKA_BROKERS: '3' }));
 });
+
+test('port clashes come in the same report as the other problems, and the advertised port is checked too', () => {
+  // Before, a clash was reported only once everything else had been fixed: two rounds for one edit.
+  assert.deepEqual(
+    problemsOf(() =>
+      loadStackSettings({
+        TXSTREAM_KAFKA_BROKERS: '3',
+        TXSTREAM_KAFKA_NODE_PORTS: '8081:29093',
+      }),
+    ),
+    [
+      'TXSTREAM_KAFKA_NODE_PORTS: names 1 node(s), but TXSTREAM_KAFKA_BROKERS=3 needs 2',
+      'port 8081 is configured for both registry and kafka-2 broker',
+    ],
+  );
+  // A proxy listens on the advertised port in front of the broker: it cannot be another service's.
+  assert.deepEqual(
+    problemsOf(() => loadStackSettings({ TXSTREAM_KAFKA_ADVERTISED_PORT: '8081' })),
+    ['port 8081 is configured for both registry and kafkaAdvertised'],
+  );
+  // The broker's own port is what it advertises by default: no clash with itself.
+  assert.doesNotThrow(() => loadStackSettings({ TXSTREAM_KAFKA_ADVERTISED_PORT: '9092' }));
+  assert.equal(loadStackSettings({ TXSTREAM_KAFKA_ADVERTISED_PORT: '19092' }).kafkaAdvertisedPort, 19092);
+});
