@@ -40,9 +40,34 @@ export function clusterRecord(s: StackSettings, newId: () => string): ClusterRec
   const file = clusterRecordFile(s);
   const want = s.kafkaNodes.length;
   let rec: ClusterRecord | undefined;
+  let text: string | undefined;
   try {
-    rec = JSON.parse(fs.readFileSync(file, 'utf8')) as ClusterRecord;
-  } catch {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (text !== undefined) {
+    // A damaged record is not a missing one: guessing again (a new cluster id, or one node) would
+    // format nodes for a cluster that does not match the data the others hold.
+    let parsed: Partial<ClusterRecord> | undefined;
+    try {
+      parsed = JSON.parse(text) as Partial<ClusterRecord>;
+    } catch {
+      parsed = undefined;
+    }
+    if (
+      !parsed ||
+      !Number.isInteger(parsed.brokers) ||
+      parsed.brokers! < 1 ||
+      typeof parsed.clusterId !== 'string' ||
+      parsed.clusterId === ''
+    )
+      throw new StackConfigError([
+        `${file} is not a valid cluster record (expected {"brokers": n, "clusterId": "…"}): ` +
+          'run `txstream stack down --purge` (it deletes the topics, schemas and tables) or restore it',
+      ]);
+    rec = { brokers: parsed.brokers!, clusterId: parsed.clusterId };
+  } else {
     const node1 = s.kafkaNodes[0]!;
     if (isFormatted(s, node1)) {
       const meta = fs.readFileSync(path.join(nodeDataDir(s, node1), 'meta.properties'), 'utf8');

@@ -169,6 +169,33 @@ describe('clusterRecord', () => {
     });
   });
 
+  it('a damaged record is refused, not guessed again, and is left as it was', () => {
+    for (const damaged of [
+      '{"brokers": 3, "cluster',
+      '{"brokers": 0, "clusterId": "x"}',
+      '{"brokers": 3}',
+      '[]',
+    ]) {
+      const s = settingsIn({ TXSTREAM_KAFKA_BROKERS: '3' });
+      fs.mkdirSync(s.stackDir, { recursive: true });
+      fs.writeFileSync(clusterRecordFile(s), damaged);
+      const id = ids();
+      assert.throws(
+        () => clusterRecord(s, id.draw),
+        (err: Error & { problems?: string[] }) => {
+          assert.match(
+            String(err.problems ?? err.message),
+            /is not a valid cluster record.*stack down --purge/,
+          );
+          return true;
+        },
+        damaged,
+      );
+      assert.equal(id.drawn(), 0);
+      assert.equal(fs.readFileSync(clusterRecordFile(s), 'utf8'), damaged);
+    }
+  });
+
   it('asking a one-node stack for three nodes is refused, pointing at stack down --purge', () => {
     const one = settingsIn();
     clusterRecord(one, () => 'one-id');
