@@ -318,7 +318,9 @@ export function createTrackedConsumer(
     if (move.groupId === o.groupId)
       o.logger.warn?.(
         { from: move.from, to: move.to, during: move.during, reason: move.reason },
-        'the group coordinator moved; found it again',
+        move.from === move.to
+          ? 'the group coordinator was not available; looked it up and asked it again'
+          : 'the group coordinator moved; found it again',
       );
   });
   consumer.on(consumer.events.CRASH, (e) => {
