@@ -26,6 +26,8 @@ const FAULT_FILES = ['test/faults/*.faults.ts'];
 // TXSTREAM_KAFKA_BROKERS=3: the cluster scenarios, each on a private three-node cluster of the stack's
 // own (the suite's stack, its registry and emulator, stays a single broker).
 const CLUSTER_FILES = ['test/faults/cluster/*.faults.ts'];
+// The alert forwarder and the scheduler's leader election on the cluster: no warehouse sink, run once.
+const CLUSTER_SINKLESS_FILES = ['test/faults/cluster/services.cluster.ts'];
 const SINKLESS_FILES = [
   'test/integration/alerts/forward.test.ts',
   'test/integration/schedules/leader.test.ts',
@@ -190,7 +192,7 @@ async function main(): Promise<number> {
       const files = chosen.length
         ? chosen
         : clusterRun
-          ? CLUSTER_FILES
+          ? [...CLUSTER_FILES, ...(i === 0 ? CLUSTER_SINKLESS_FILES : [])]
           : [...FAULT_FILES, ...(i === 0 ? SINKLESS_FILES : [])];
       runs.push(await runSuite(sink, files, env, path.join(tmp, `report-${sink}.jsonl`)));
       if (process.exitCode === 130) break;

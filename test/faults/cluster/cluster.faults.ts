@@ -19,6 +19,7 @@ import {
 import type { Member, PrivateEmulator, RowSample, Stream } from '../harness.ts';
 import { startCluster } from './cluster.ts';
 import type { Cluster } from './cluster.ts';
+import { deadLettersOf, deadLetterText, startPoisoner } from './dead-letters.ts';
 import { checkProducerLog, producerLogText } from './producer-log.ts';
 
 // The faults a replicated Kafka cluster lives through, on a private three-node KRaft cluster
@@ -26,7 +27,9 @@ import { checkProducerLog, producerLogText } from './producer-log.ts';
 // and emulator. In every scenario a producer (`txstream produce --rate`, idempotent, acks=all) and two
 // consumer members run throughout; then the count: nothing lost, no duplicate on the Storage Write
 // sink, and the producer's own promise checked on the topic's log (each record once, in order, no
-// offset missing). Run with `TXSTREAM_KAFKA_BROKERS=3 npm run test:faults`.
+// offset missing). Poison records sent into the job-executions topic throughout drive the members'
+// dead-letter producer through the same fault: every one must reach the DLQ (dead-letters.ts).
+// Run with `TXSTREAM_KAFKA_BROKERS=3 npm run test:faults`.
 
 let cluster: Cluster;
 let emulator: PrivateEmulator;
@@ -92,11 +95,14 @@ async function scenario(
   const members: Member[] = [s.startMember(), s.startMember()];
   for (const m of members) await consuming(m);
   const sampler = s.sampleRows();
+  const jobs = `${s.prefix}rpa.job-executions.v1`;
+  const poisoner = startPoisoner(cluster.endpoints.kafkaBrokers, jobs);
   await landedAtLeast(s, Math.round(count * 0.1));
 
   const outcome = await fault(s);
 
   const produced = await producing;
+  const poisoned = await poisoner.stop();
   if (produced instanceof Error) throw produced;
   const { sent, exitCode } = produced;
   assert.equal(exitCode, 0, 'the producer rode out the fault');
@@ -108,6 +114,24 @@ async function scenario(
     async () => (await s.landedOffsets()) + (await s.deadLettered()) >= (await s.produced()),
     300_000,
   );
+  // Every poison entry of the log has a letter (counted by letters first: reading the DLQ is slower).
+  const dlqBrokers = cluster.endpoints.kafkaBrokers;
+  await until(
+    'a letter for every poison record',
+    async () => {
+      const admin = createKafka({ brokers: dlqBrokers, clientId: 'faults-dlq-count' }).admin();
+      await admin.connect();
+      try {
+        const sum = async (t: string) =>
+          (await admin.fetchTopicOffsets(t)).reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+        return (await sum(`${jobs}.dlq`)) >= (await sum(jobs));
+      } finally {
+        await admin.disconnect();
+      }
+    },
+    300_000,
+  );
+  const letters = await deadLettersOf(dlqBrokers, jobs, `${jobs}.dlq`);
   const samples = await sampler.stop();
   const running = members.map((m) => m.child.exitCode ?? m.child.signalCode);
   // Stopped whatever their exit, so that the figures are reported before any rule fails.
@@ -136,7 +160,7 @@ async function scenario(
     landed: entries,
     lost: Math.max(0, sinkFigures.produced - entries - sinkFigures.deadLettered),
     duplicates: sinkFigures.rows - entries,
-    notes: `${sinkFigures.notes}; ${producerLogText(check)}; members exit ${exits.join('/')}`,
+    notes: `${sinkFigures.notes}; ${producerLogText(check)}; ${deadLetterText(letters)} (poisoner: ${poisoned.acknowledged} acknowledged, ${poisoned.failed} failed); members exit ${exits.join('/')}`,
   };
   report(t, f, {
     cleanShutdownsOnly: false,
@@ -150,6 +174,17 @@ async function scenario(
     { ...check, entries: undefined },
     { entries: undefined, duplicates: 0, missing: 0, unknown: 0, reordered: 0, holes: 0 },
     `${name}: ${producerLogText(check)}`,
+  );
+  // The dead-letter path: every poison entry in the DLQ (twice is allowed: at-least-once).
+  assert.deepEqual(
+    { missing: letters.missing, unknown: letters.unknown },
+    { missing: [], unknown: 0 },
+    `${name}: ${deadLetterText(letters)}`,
+  );
+  assert.equal(poisoned.failed, 0, 'the poisoner rode out the fault');
+  assert.ok(
+    letters.entries >= poisoned.acknowledged && poisoned.acknowledged > 0,
+    `${poisoned.acknowledged} poison records acknowledged, ${letters.entries} in the log`,
   );
   assert.deepEqual(
     running,
