@@ -72,6 +72,8 @@ export class StreamCursor {
   /** Kafka offsets of the rows at positions base, base+1, …, end-1 (increasing). */
   private offsets: bigint[] = [];
   private base: number;
+  /** The highest Kafka offset appended (or found there) through this cursor, commits included. */
+  private highest: bigint | undefined;
 
   constructor(position: StreamPosition) {
     this.stream = position.stream;
@@ -90,8 +92,18 @@ export class StreamCursor {
       if (last !== undefined && value <= last)
         throw new RangeError(`rows must be appended in Kafka offset order: ${value} after ${last}`);
       this.offsets.push(value);
+      this.highest = value;
     }
     this.end += kafkaOffsets.length;
+  }
+
+  /**
+   * The highest Kafka offset this cursor's rows reached; undefined before the first. Rows are appended
+   * in offset order, so every record of the partition at or below it is in the stream already, or was
+   * dead-lettered.
+   */
+  appendedThrough(): bigint | undefined {
+    return this.highest;
   }
 
   /** The stream's row count below Kafka offset `commitOffset`: the `next` to record with that commit. */

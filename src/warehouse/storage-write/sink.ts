@@ -111,6 +111,40 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
     return s.cursor;
   }
 
+  /**
+   * Rows at or below the highest offset this partition's stream took in this generation are in it
+   * already: a re-delivery that should have been passed over before reaching the sink (seen once in
+   * the cluster suite's controller kill, after a coordinator move and a rebalance: the runner sent
+   * offsets 309.. after 490, and the cursor's order check then failed every retry, each after the
+   * append had gone through). They are settled as written, never appended again.
+   */
+  function skipAppended(
+    s: PartitionState,
+    todo: number[],
+    offsetOf: (i: number) => string,
+    results: (SinkRowResult | undefined)[],
+  ): number[] {
+    const through = s.cursor?.appendedThrough();
+    if (through === undefined) return todo;
+    const again = todo.filter((i) => BigInt(offsetOf(i)) <= through);
+    if (again.length === 0) return todo;
+    for (const i of again) results[i] = { ok: true };
+    o.metrics?.skipped(s.table, again.length);
+    o.logger?.warn(
+      {
+        table: s.table,
+        topic: s.topic,
+        partition: s.partition,
+        from: offsetOf(again[0]!),
+        to: offsetOf(again.at(-1)!),
+        rows: again.length,
+        appendedThrough: through.toString(),
+      },
+      'rows re-delivered below what the stream already holds: skipped, not appended twice',
+    );
+    return todo.filter((i) => BigInt(offsetOf(i)) > through);
+  }
+
   /** Appends one partition's rows (indexes into `rows`, in offset order), filling `results`. */
   async function appendPartition(
     s: PartitionState,
@@ -130,6 +164,7 @@ export function createStorageWriteSink(o: StorageSinkOptions): RunnerSink & { cl
       return inTable.length ? list.filter((i) => BigInt(offsetOf(i)) > through) : list;
     };
     todo = skipInTable(todo);
+    todo = skipAppended(s, todo, offsetOf, results);
     const accept = (taken: number[], skipped: boolean) => {
       s.cursor!.appended(taken.map(offsetOf));
       for (const i of taken) results[i] = { ok: true };
