@@ -51,6 +51,8 @@ export function createBackoff(o: BackoffOptions): Backoff {
   const now = o.now ?? (() => performance.now());
   /** Since when heartbeats have failed without one getting through; undefined while they succeed. */
   let failingSince: number | undefined;
+  /** When the last failed heartbeat was asked for. */
+  let lastFailure: number | undefined;
   const b: Backoff = {
     delay: (attempt) =>
       Math.round(o.random() * Math.min(o.retry.maxMs, o.retry.initialMs * 2 ** Math.min(attempt, 16))),
@@ -65,6 +67,7 @@ export function createBackoff(o: BackoffOptions): Backoff {
       try {
         await heartbeat();
         failingSince = undefined;
+        lastFailure = undefined;
       } catch (err) {
         if (isMembershipError(err)) throw err;
         if (coordinatorGone(err)) throw new CoordinatorLostError(0, err);
@@ -72,10 +75,24 @@ export function createBackoff(o: BackoffOptions): Backoff {
         // not found" once it left the metadata) was ignored for ever: the member held its partitions
         // after the group had given them to another, and a stop hung on commits to a broker that was
         // no longer the coordinator (the cluster fault suite's leader and coordinator kills).
-        failingSince ??= now();
-        const ms = now() - failingSince;
+        // Only an unbroken run of failures counts. beat() is asked only while the member waits; a
+        // failure long after the previous one (kafkajs' own heartbeats got through meanwhile) starts
+        // a new run. Counted from the first failure of an 8 s network cut, one stale connection's
+        // ECONNRESET 10 s after the cut ended made a healthy member rejoin, and a SIGTERM during
+        // that rejoin ended unclean (the broker fault suite's cut scenario).
+        const t = now();
+        if (
+          failingSince === undefined ||
+          (lastFailure !== undefined &&
+            o.sessionTimeoutMs !== undefined &&
+            t - lastFailure > o.sessionTimeoutMs)
+        )
+          failingSince = t;
+        lastFailure = t;
+        const ms = t - failingSince;
         if (o.sessionTimeoutMs !== undefined && ms > o.sessionTimeoutMs) {
           failingSince = undefined;
+          lastFailure = undefined;
           throw new CoordinatorLostError(ms, err);
         }
       }

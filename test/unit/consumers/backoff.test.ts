@@ -60,6 +60,23 @@ describe('backoff.beat', () => {
     await assert.rejects(b.beat(refused), CoordinatorLostError);
   });
 
+  it('a failure long after the previous one starts a new run instead of adding to the old one', async () => {
+    // The broker fault suite's cut: failures during an 8 s cut, then no heartbeat asked for 10 s while
+    // the member wrote (kafkajs' own heartbeats got through), then one failure on a stale connection.
+    const clock = { t: 0 };
+    const b = backoffAt(clock, 6000);
+    for (const t of [0, 1000, 2000, 3000, 4000, 5000]) {
+      clock.t = t;
+      await b.beat(refused);
+    }
+    clock.t = 16_000;
+    await b.beat(refused); // 11 s after the first failure, but 11 s after the previous one too
+    clock.t = 17_000;
+    await b.beat(refused);
+    clock.t = 22_001;
+    await assert.rejects(b.beat(refused), CoordinatorLostError, 'an unbroken run from 16 s');
+  });
+
   it('without a session it ignores transient failures for ever, as before', async () => {
     const clock = { t: 0 };
     const b = backoffAt(clock);
