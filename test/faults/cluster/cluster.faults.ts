@@ -116,21 +116,19 @@ async function scenario(
   );
   // Every poison entry of the log has a letter (counted by letters first: reading the DLQ is slower).
   const dlqBrokers = cluster.endpoints.kafkaBrokers;
-  await until(
-    'a letter for every poison record',
-    async () => {
-      const admin = createKafka({ brokers: dlqBrokers, clientId: 'faults-dlq-count' }).admin();
-      await admin.connect();
-      try {
-        const sum = async (t: string) =>
-          (await admin.fetchTopicOffsets(t)).reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
-        return (await sum(`${jobs}.dlq`)) >= (await sum(jobs));
-      } finally {
-        await admin.disconnect();
-      }
-    },
-    300_000,
-  );
+  const counter = createKafka({ brokers: dlqBrokers, clientId: 'faults-dlq-count' }).admin();
+  await counter.connect();
+  try {
+    const sum = async (t: string) =>
+      (await counter.fetchTopicOffsets(t)).reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+    await until(
+      'a letter for every poison record',
+      async () => (await sum(`${jobs}.dlq`)) >= (await sum(jobs)),
+      300_000,
+    );
+  } finally {
+    await counter.disconnect();
+  }
   const letters = await deadLettersOf(dlqBrokers, jobs, `${jobs}.dlq`);
   const samples = await sampler.stop();
   const running = members.map((m) => m.child.exitCode ?? m.child.signalCode);
