@@ -54,6 +54,20 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** How a process this one started ended, keyed by PID; see `exitOf`. */
+const exits = new Map<number, { code: number | null; signal: NodeJS.Signals | null }>();
+
+/**
+ * How a server started by `startProcess` in this process exited ("exit code 1", "signal SIGKILL"), or
+ * undefined while it runs or when another process started it. A server that dies before it writes a
+ * line leaves an empty log; this is then the only trace of what ended it.
+ */
+export function exitOf(rec: ProcessRecord): string | undefined {
+  const e = exits.get(rec.pid);
+  if (!e) return undefined;
+  return e.signal ? `signal ${e.signal}` : `exit code ${e.code}`;
+}
+
 /** True when the recorded process is alive and still the one we started. */
 export function isRunning(rec: ProcessRecord): boolean {
   if (!isAlive(rec.pid)) return false;
@@ -87,6 +101,9 @@ export function startProcess(opts: {
   fs.closeSync(fd);
   if (child.pid === undefined)
     throw new Error(`could not start ${opts.service}: ${opts.command} did not spawn`);
+  const pid = child.pid;
+  exits.delete(pid);
+  child.once('exit', (code, signal) => exits.set(pid, { code, signal }));
   child.unref();
   const rec: ProcessRecord = {
     service: opts.service,
