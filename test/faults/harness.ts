@@ -80,8 +80,11 @@ export interface Stream {
   /** Waits until rows landed beyond `count` (or everything produced is accounted for); returns the wait. */
   recovered(count: number, since: number, ms?: number): Promise<number>;
   figures(scenario: string, recoveryMs: number[], faults: number, notes?: string): Promise<Figures>;
-  /** The warnings and errors every member logged, for a failure message. */
-  memberLogs(): string;
+  /**
+   * The warnings and errors every member logged (the last 40 each), for a failure message; `skip`
+   * leaves out lines the scenario expects by the hundred (a poisoner's dead letters).
+   */
+  memberLogs(skip?: RegExp): string;
   /** How many members were started in all. */
   startedMembers(): number;
   /**
@@ -302,13 +305,14 @@ export function newStream(
         ...(notes ? { notes } : {}),
       };
     },
-    memberLogs() {
+    memberLogs(skip) {
       return members
         .map((m) => {
           const lines = m
             .output()
             .split('\n')
-            .filter((l) => /"level":(40|50|60)/.test(l) || l.startsWith('txstream'));
+            .filter((l) => /"level":(40|50|60)/.test(l) || l.startsWith('txstream'))
+            .filter((l) => !skip?.test(l));
           return `--- ${m.name} pid ${m.child.pid} (exit ${m.child.exitCode ?? m.child.signalCode ?? 'running'}):\n${lines.slice(-40).join('\n')}`;
         })
         .join('\n');

@@ -113,7 +113,14 @@ async function scenario(
     'every log entry in the table or the DLQ',
     async () => (await s.landedOffsets()) + (await s.deadLettered()) >= (await s.produced()),
     300_000,
-  );
+  ).catch(async (err: unknown) => {
+    // An intermittent stall must leave its trace: which partitions are short, and what the members
+    // said (without the poisoner's dead letters, which would fill the 40 lines kept per member).
+    const detail = await s.partitionDetail().catch((e: unknown) => `  (no detail: ${(e as Error).message})`);
+    throw new Error(`${(err as Error).message}\n${detail}\n${s.memberLogs(/"code":"POISON_RECORD"/)}`, {
+      cause: err,
+    });
+  });
   // Every poison entry of the log has a letter (counted by letters first: reading the DLQ is slower).
   const dlqBrokers = cluster.endpoints.kafkaBrokers;
   const counter = createKafka({ brokers: dlqBrokers, clientId: 'faults-dlq-count' }).admin();
