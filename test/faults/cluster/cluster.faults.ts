@@ -95,6 +95,7 @@ async function scenario(
   const members: Member[] = [s.startMember(), s.startMember()];
   for (const m of members) await consuming(m);
   const sampler = s.sampleRows();
+  const startedAt = Date.now();
   const jobs = `${s.prefix}rpa.job-executions.v1`;
   const poisoner = startPoisoner(cluster.endpoints.kafkaBrokers, jobs);
   await landedAtLeast(s, Math.round(count * 0.1));
@@ -117,9 +118,14 @@ async function scenario(
     // An intermittent stall must leave its trace: which partitions are short, and what the members
     // said (without the poisoner's dead letters, which would fill the 40 lines kept per member).
     const detail = await s.partitionDetail().catch((e: unknown) => `  (no detail: ${(e as Error).message})`);
-    throw new Error(`${(err as Error).message}\n${detail}\n${s.memberLogs(/"code":"POISON_RECORD"/)}`, {
-      cause: err,
-    });
+    // Rows in the table every 15 s: a stall (flat) tells itself apart from a slow drain (rising).
+    const kept: RowSample[] = [];
+    for (const x of await sampler.stop()) if (!kept.length || x.at - kept.at(-1)!.at >= 15_000) kept.push(x);
+    const timeline = kept.map((x) => `+${((x.at - startedAt) / 1000).toFixed(0)} s: ${x.rows}`).join(', ');
+    throw new Error(
+      `${(err as Error).message}\n${detail}\n  rows in the table: ${timeline}\n${s.memberLogs(/"code":"POISON_RECORD"/)}`,
+      { cause: err },
+    );
   });
   // Every poison entry of the log has a letter (counted by letters first: reading the DLQ is slower).
   const dlqBrokers = cluster.endpoints.kafkaBrokers;
