@@ -26,6 +26,7 @@ import grpc.aio
 import bqemulator.server as server
 from bqemulator.cli import main
 from bqemulator.grpc_api import write_servicer
+from bqemulator.versioning import snapshots
 
 # Taken first, before any lock of bqemulator's own, by the two paths that run DuckDB off the event
 # loop: REST requests (FastAPI runs sync endpoints in a thread pool) and Storage Write appends (gRPC
@@ -219,6 +220,29 @@ class SerializedRequests:
                 return await self.app(scope, receive, send)
             finally:
                 await loop.run_in_executor(_holder, LOCK.release)
+
+
+# bqemulator 1.4.0 keeps time travel by copying the whole table into a new snapshot table after every
+# write (SnapshotManager.record_change -> capture, kind AUTO: CREATE TABLE ... AS SELECT * FROM the
+# table), under the write lock and kept for time_travel_retention_days. So each append costs the
+# table's size, and a stream of small appends costs the square of it: in the cluster suite's rolling
+# restart the Storage Write sink's per-partition appends (a few rows each after a rebalance) kept the
+# emulator at full CPU copying the fact table, both consumer members waited minutes for answers, and
+# the drain timed out (py-spy showed every gRPC thread in create_snapshot). BigQuery's time travel
+# costs a write nothing, and txstream never reads FOR SYSTEM_TIME AS OF, so the automatic snapshots
+# are skipped; the change event is still published (query cache, materialized views), and snapshots
+# asked for explicitly (kind USER) are still taken. BQEMU_AUTO_SNAPSHOTS=1 brings the copies back.
+if not hasattr(snapshots.SnapshotManager, "capture") or not hasattr(snapshots.SnapshotManager, "record_change"):
+    sys.exit("bqemulator-serialized: this bqemulator lacks SnapshotManager.capture/record_change; update the wrapper")
+if os.environ.get("BQEMU_AUTO_SNAPSHOTS") != "1":
+    _capture = snapshots.SnapshotManager.capture
+
+    def _capture_asked_only(self, project_id, dataset_id, table_id, *, kind="AUTO"):
+        if kind == "AUTO":
+            return None
+        return _capture(self, project_id, dataset_id, table_id, kind=kind)
+
+    snapshots.SnapshotManager.capture = _capture_asked_only
 
 
 _create_app = server.create_app
