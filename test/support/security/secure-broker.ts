@@ -171,10 +171,7 @@ export async function startSecureBroker(
   }
 }
 
-async function startOnce(opts: {
-  readyTimeoutMs?: number;
-  authorizer?: boolean;
-}): Promise<SecureBroker> {
+async function startOnce(opts: { readyTimeoutMs?: number; authorizer?: boolean }): Promise<SecureBroker> {
   const settings = loadStackSettings(process.env);
   const kafkaDir = serverDirs(settings.cacheDir).kafka;
   if (!isProvisioned(kafkaDir))
