@@ -9,8 +9,10 @@ import { exitOf, isRunning, startProcess } from '../../../src/stack/processes.ts
 // A server that dies before it logs a line leaves only its exit behind; exitOf is how start-up waits
 // report it.
 
-async function gone(rec: Parameters<typeof isRunning>[0]): Promise<void> {
-  while (isRunning(rec) || exitOf(rec) === undefined) await sleep(20);
+/** Until the process' exit was recorded (which implies it no longer runs). */
+async function gone(rec: Parameters<typeof exitOf>[0]): Promise<void> {
+  while (exitOf(rec) === undefined) await sleep(20);
+  assert.equal(isRunning(rec), false);
 }
 
 test('exitOf tells a signal from an exit code, and nothing while the process runs', async (t) => {
